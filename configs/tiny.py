@@ -5,7 +5,7 @@ from configs import default
 
 def get_config():
     config = default.get_config()
-    config.num_steps = 4
+    config.num_steps = 6
     config.batch_size = 2
     config.crop_size = 32
     config.n_critic = 2

@@ -223,7 +223,7 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     restored_psnr = evaluate.psnr(evaluate.to_uint8_range(fake),
                                   evaluate.to_uint8_range(g_sharp))
     metrics = {**d_metrics, **g_metrics, "lr": lr, "train_psnr": jnp.mean(restored_psnr),
-               "g_grad_norm": optax.global_norm(g_grads)}
+               "g_grad_norm": optax.tree.norm(g_grads)}
     metrics = pmean(metrics)
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt_state=g_opt_state, d_opt_state=d_opt_state)
