@@ -26,6 +26,10 @@ import numpy as np
 
 Dtype = Any
 
+# The original code initialises every conv weight from N(0, 0.02) (networks.weights_init) and
+# biases at 0. This matters for ResOut: the generator starts close to the identity.
+CONV_INIT = nn.initializers.normal(stddev=0.02)
+
 # PyTorch's InstanceNorm2d epsilon; flax's default (1e-6) would break parity with the original.
 INSTANCE_NORM_EPS = 1e-5
 
@@ -59,7 +63,8 @@ class ReflectConv(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         p = self.kernel_size // 2
         y = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
-                    use_bias=self.use_bias, dtype=self.dtype, name="conv")(reflect_pad(x, p))
+                    use_bias=self.use_bias, dtype=self.dtype, kernel_init=CONV_INIT,
+                    name="conv")(reflect_pad(x, p))
         return y[:, p:-p, p:-p, :]
 
 
@@ -112,7 +117,8 @@ class ResnetGenerator(nn.Module):
         h = nn.relu(instance_norm(ReflectConv(self.ngf, 7, dtype=self.dtype, name="stem")(h)))
         for i, mult in enumerate((2, 4), start=1):
             h = nn.Conv(self.ngf * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                        use_bias=False, dtype=self.dtype, name=f"down_{i}")(h)
+                        use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT,
+                        name=f"down_{i}")(h)
             h = nn.relu(instance_norm(h))
         for i in range(self.n_blocks):
             h = ResnetBlock(self.ngf * 4, self.dropout_rate, dtype=self.dtype,
@@ -122,7 +128,8 @@ class ResnetGenerator(nn.Module):
             # off, the explicit (1, 2) padding matches it exactly.
             h = nn.ConvTranspose(self.ngf * mult, (3, 3), strides=(2, 2),
                                  padding=((1, 2), (1, 2)), transpose_kernel=True,
-                                 use_bias=False, dtype=self.dtype, name=f"up_{i}")(h)
+                                 use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT,
+                                 name=f"up_{i}")(h)
             h = nn.relu(instance_norm(h))
         h = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype, name="head")(h)
         out = jnp.tanh(h.astype(jnp.float32))
@@ -147,7 +154,7 @@ class PatchCritic(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
             f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
-            dtype=self.dtype, name=name)
+            dtype=self.dtype, kernel_init=CONV_INIT, name=name)
         h = nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(x.astype(self.dtype)), 0.2)
         mult = 1
         for i in range(1, self.n_layers + 1):
@@ -215,7 +222,7 @@ class VGGFeatures(nn.Module):
                 h = nn.max_pool(h, (2, 2), strides=(2, 2))
                 continue
             h = nn.Conv(VGG_CHANNELS[name], (3, 3), padding=((1, 1), (1, 1)),
-                        dtype=self.dtype, name=name)(h)
+                        dtype=self.dtype, kernel_init=CONV_INIT, name=name)(h)
             if name == self.layer and not self.after_relu:
                 return h.astype(jnp.float32)
             h = nn.relu(h)

@@ -432,6 +432,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                          for k, v in batch.items()}
             state, metrics = step_fn(state, batch, feature_params)
             pending.append(metrics)
+            # Keep one step in flight and no more, so the progress bar and its ETA show
+            # computed steps, not dispatched ones.
+            if len(pending) > 1:
+                jax.block_until_ready(pending[-2]["g_loss"])
             bar.update(1)
             done = step + 1
             if done % config.log_every == 0 or done == config.num_steps:
