@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -58,12 +58,13 @@ class ReflectConv(nn.Module):
     kernel_size: int
     use_bias: bool = False
     dtype: Dtype = jnp.float32
+    kernel_init: Callable = CONV_INIT
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         p = self.kernel_size // 2
         y = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
-                    use_bias=self.use_bias, dtype=self.dtype, kernel_init=CONV_INIT,
+                    use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.kernel_init,
                     name="conv")(reflect_pad(x, p))
         return y[:, p:-p, p:-p, :]
 
@@ -92,6 +93,10 @@ class ResnetGenerator(nn.Module):
     With `learn_residual` (the paper's ResOut) the network predicts a correction that is added to
     the blurred input and clipped to [-1, 1].
 
+    `zero_init_head` starts the last convolution at zero, so with ResOut the untrained network
+    is exactly the identity (restored = blurred) instead of adding tanh of random features; the
+    original initialises it like every conv, N(0, 0.02). Only initialisation differs.
+
     Call as `apply(variables, x, deterministic=True)`; `deterministic=False` enables dropout and
     needs a `'dropout'` RNG. Input: float NHWC in [-1, 1] with H and W multiples of 4.
     """
@@ -101,6 +106,7 @@ class ResnetGenerator(nn.Module):
     dropout_rate: float = 0.5
     learn_residual: bool = True
     out_channels: int = 3
+    zero_init_head: bool = False
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -131,7 +137,9 @@ class ResnetGenerator(nn.Module):
                                  use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT,
                                  name=f"up_{i}")(h)
             h = nn.relu(instance_norm(h))
-        h = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype, name="head")(h)
+        head_init = nn.initializers.zeros if self.zero_init_head else CONV_INIT
+        h = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype,
+                        kernel_init=head_init, name="head")(h)
         out = jnp.tanh(h.astype(jnp.float32))
         if self.learn_residual:
             out = jnp.clip(inputs.astype(jnp.float32) + out, -1.0, 1.0)
