@@ -1,0 +1,196 @@
+"""Image files in and out of the generator, keeping what the file was.
+
+The generator sees RGB in [-1, 1]; a file can be grayscale, carry an alpha channel, hold 16 bits
+per channel or be stored rotated with an EXIF orientation tag. `read_picture` keeps those facts
+beside the pixels and `write_picture` puts them back:
+- EXIF orientation is applied on reading (the output is upright and carries no orientation tag);
+- grayscale goes in as three equal channels and comes out as one (ITU-R 601 luma of the result);
+- alpha is carried through untouched (same values, same bit depth);
+- 16-bit PNGs are read and written with 16 bits (Pillow reads 16-bit RGB PNGs as 8-bit, so PNGs
+  of depth 16 are decoded with TensorFlow's PNG codec);
+- the colour profile (ICC) of the input is copied to the output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+
+import numpy as np
+
+# What folders are searched for; a file named on the command line is tried whatever its name.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 0x0112
+JPEG_QUALITY = 95
+
+
+class PictureError(ValueError):
+    """A file that cannot be read as a picture (or written back in its format)."""
+
+
+@dataclasses.dataclass
+class Picture:
+    """Pixels of an image file with the facts needed to write the result back the same way."""
+    color: np.ndarray  # (H, W, 3) RGB or (H, W) gray, uint8 or uint16, upright
+    alpha: np.ndarray | None  # (H, W), same dtype as `color`, or None
+    icc_profile: bytes | None = None
+
+    @property
+    def grayscale(self) -> bool:
+        return self.color.ndim == 2
+
+    @property
+    def max_value(self) -> int:
+        return int(np.iinfo(self.color.dtype).max)
+
+
+def is_image_name(name: str) -> bool:
+    return not os.path.basename(name).startswith(".") and \
+        os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Applies an EXIF orientation (1-8) to (H, W[, C]) pixels, as `ImageOps.exif_transpose`."""
+    transpose = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: transpose,
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: transpose(a)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
+
+
+def _png_bit_depth(path: str) -> int | None:
+    """Bit depth from a PNG's IHDR chunk, or None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE):
+        return None
+    return head[24]
+
+
+def _read_png16(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    try:
+        pixels = tf.io.decode_png(tf.io.read_file(path), channels=0, dtype=tf.uint16).numpy()
+    except Exception as e:  # pylint: disable=broad-except
+        raise PictureError(f"{path}: cannot decode 16-bit PNG: {e}") from None
+    channels = pixels.shape[-1]
+    color = pixels[..., 0] if channels in (1, 2) else pixels[..., :3]
+    alpha = pixels[..., -1] if channels in (2, 4) else None
+    return color, alpha
+
+
+def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), None
+    if mode == "1":
+        image, mode = image.convert("L"), "L"
+    if mode == "P" or mode == "PA":
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        mode = image.mode
+    if mode in ("LA", "La"):
+        pixels = np.asarray(image.convert("LA"))
+        return pixels[..., 0], pixels[..., 1]
+    if mode == "L":
+        return np.asarray(image), None
+    if mode in ("RGBA", "RGBa"):
+        pixels = np.asarray(image.convert("RGBA"))
+        return pixels[..., :3], pixels[..., 3]
+    if mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return np.asarray(image.convert("RGB")), None
+    raise PictureError(f"unsupported image mode {mode!r}")
+
+
+def read_picture(path: str) -> Picture:
+    """Reads an image file upright, keeping grayscale, alpha and 16-bit depth."""
+    from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            icc = image.info.get("icc_profile")
+            if _png_bit_depth(path) == 16:
+                color, alpha = _read_png16(path)
+            else:
+                color, alpha = _from_pil(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, PictureError):
+            raise
+        raise PictureError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    if min(color.shape[:2]) < 8:
+        raise PictureError(f"{path}: {color.shape[1]}x{color.shape[0]} is too small "
+                           f"(the generator needs at least 8x8)")
+    color = orient(color, orientation)
+    alpha = None if alpha is None else orient(alpha, orientation)
+    return Picture(color, alpha, icc)
+
+
+def to_model_input(picture: Picture) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [-1, 1] (grayscale repeated over the channels)."""
+    color = picture.color.astype(np.float32) * (2.0 / picture.max_value) - 1.0
+    return np.repeat(color[..., None], 3, axis=-1) if picture.grayscale else color
+
+
+def from_model_output(restored: np.ndarray, like: Picture) -> Picture:
+    """A Picture of the restored (H, W, 3) [-1, 1] image in the format of `like`."""
+    unit = (np.clip(np.asarray(restored, np.float64), -1.0, 1.0) + 1.0) / 2.0
+    if like.grayscale:
+        unit = unit @ np.array([0.299, 0.587, 0.114])  # luma, as PIL's convert('L')
+    color = np.round(unit * like.max_value).astype(like.color.dtype)
+    return Picture(color, like.alpha, like.icc_profile)
+
+
+def write_picture(path: str, picture: Picture) -> None:
+    """Writes in the format of the file extension; 16-bit PNGs keep 16 bits."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    ext = os.path.splitext(path)[1].lower()
+    layers = [picture.color if not picture.grayscale else picture.color[..., None]]
+    if picture.alpha is not None:
+        if ext in (".jpg", ".jpeg"):
+            raise PictureError(f"{path}: JPEG cannot hold the alpha channel")
+        layers.append(picture.alpha[..., None])
+    pixels = np.concatenate(layers, axis=-1)
+    if pixels.dtype == np.uint16 and ext == ".png":
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        data = tf.io.encode_png(pixels).numpy()
+        with open(path, "wb") as f:
+            f.write(_with_iccp(data, picture.icc_profile))
+        return
+    if pixels.dtype == np.uint16:
+        if pixels.shape[-1] != 1:
+            raise PictureError(f"{path}: 16-bit colour or alpha can only be written as PNG")
+        image = Image.fromarray(pixels[..., 0])  # mode I;16 (TIFF)
+    else:
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    options = {"icc_profile": picture.icc_profile} if picture.icc_profile else {}
+    if ext in (".jpg", ".jpeg"):
+        options.update(quality=JPEG_QUALITY, subsampling=0)
+    try:
+        image.save(path, **options)
+    except (OSError, ValueError, KeyError) as e:
+        raise PictureError(f"{path}: cannot write this image as {ext}: {e}") from None
+
+
+def _with_iccp(png: bytes, icc_profile: bytes | None) -> bytes:
+    """Inserts an iCCP chunk after IHDR (TensorFlow's encoder writes none)."""
+    if not icc_profile:
+        return png
+    import zlib  # pylint: disable=g-import-not-at-top
+
+    body = b"icc\x00\x00" + zlib.compress(icc_profile)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(
+        ">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    end_of_ihdr = 8 + 8 + 13 + 4
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
