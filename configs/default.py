@@ -18,6 +18,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_steps = 300 * GOPRO_TRAIN_PAIRS
     config.decay_start_fraction = 0.5  # fraction of num_steps before the linear decay starts
     config.batch_size = 1  # global batch, all devices and hosts together
+    # Data parallelism (README, "Training on several GPUs or hosts"): devices used on each
+    # process (0 = all local devices; a run of one device and one process uses the plain jitted
+    # step) and the driver: 'pmap' (jax.pmap) or 'sharding' (jax.jit + shard_map over a
+    # NamedSharding mesh, what JAX recommends). batch_size must be a multiple of the devices.
+    config.num_devices = 0
+    config.parallel = "sharding"
     config.crop_size = 256
     config.n_critic = 5  # critic updates per generator update
     # 'shared': all critic updates of a step see one batch and one generated image (the
@@ -42,6 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.n_blocks = 9
     config.model.dropout_rate = 0.5
     config.model.learn_residual = True  # the paper's ResOut
+    # True: the generator starts as the identity (last conv zero); False: N(0, 0.02) like the
+    # original code, which starts from blurred + tanh(random features).
+    config.model.zero_init_head = False
     config.model.ndf = 64
     config.model.n_layers = 3
 
@@ -64,6 +73,16 @@ def get_config() -> ml_collections.ConfigDict:
     # the original code used conv3_3 before its ReLU on raw [-1, 1] input (False, False).
     config.loss.vgg_after_relu = True
     config.loss.vgg_imagenet_normalize = True
+
+    # Several processes (hosts): jax.distributed.initialize runs when coordinator_address (or
+    # $JAX_COORDINATOR_ADDRESS) is set, num_processes > 0, process_id >= 0 or auto_detect is
+    # True (Slurm, Open MPI, Kubernetes, TPU: JAX fills the unset fields). Every process runs
+    # the same command with its own process_id; only process 0 writes logs and summaries.
+    config.distributed = ml_collections.ConfigDict()
+    config.distributed.coordinator_address = ""  # 'host:port' of process 0
+    config.distributed.num_processes = -1
+    config.distributed.process_id = -1
+    config.distributed.auto_detect = False
 
     config.data = data_config.get_config()
     config.data.source = "gopro"

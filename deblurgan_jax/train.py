@@ -2,8 +2,10 @@
 
 `train_step(state, batch, vgg_params)` runs `n_critic` critic updates and one generator update
 inside one jitted function (no Python loop around jitted calls), with the state buffers donated.
-`train_and_evaluate(config, workdir)` is the loop: data, checkpoints (resumed from the latest),
-TensorBoard, progress bar, periodic evaluation. The root `train.py` is its command line.
+Written once with an optional axis name, the same step runs data-parallel over devices and hosts
+(`parallel.py`: 'pmap' or 'sharding' drivers). `train_and_evaluate(config, workdir)` is the
+loop: data, checkpoints (resumed from the latest), TensorBoard, progress bar, periodic
+evaluation. The root `train.py` is its command line.
 
 Randomness: one root key from `config.seed`; the key of step s is fold_in(root, s) (and, under
 pmap, the device index), split into dropout and penalty keys, so a resumed run draws exactly the
@@ -65,7 +67,8 @@ def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "to
     m = config.model
     generator = models.ResnetGenerator(ngf=m.ngf, n_blocks=m.n_blocks,
                                        dropout_rate=m.dropout_rate,
-                                       learn_residual=m.learn_residual, dtype=dtype)
+                                       learn_residual=m.learn_residual,
+                                       zero_init_head=m.get("zero_init_head", False), dtype=dtype)
     critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype)
     features = None
     if config.loss.content == "perceptual":
@@ -194,7 +197,7 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
         grads = pmean(grads)
         updates, d_opt_state = tx.update(grads, d_opt_state, d_params)
-        aux = dict(aux, d_loss=loss)
+        aux = dict(aux, d_loss=loss, d_grad_norm=optax.tree.norm(grads))
         return optax.apply_updates(d_params, updates), d_opt_state, aux
 
     d_opt_state = _set_lr(state.d_opt_state, lr)
@@ -254,7 +257,9 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
         ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m["eval_psnr"], n=1,
                                       keep_checkpoints_without_metrics=False),
     ])
+    # best_fn is what makes Orbax store a checkpoint's metrics (read back by `best_step`).
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           best_fn=lambda m: m["eval_psnr"], best_mode="max",
                                            enable_async_checkpointing=True)
     # Orbax needs an absolute path (a relative one fails later, in its async thread).
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
@@ -263,10 +268,19 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
 
 def save_checkpoint(manager, state: TrainState, metrics: Mapping[str, float] | None = None
                     ) -> None:
+    """Saves one copy of `state` (single-device, or global arrays replicated over a mesh: every
+    process calls this, Orbax writes each array once)."""
     import orbax.checkpoint as ocp
 
-    manager.save(int(state.step), args=ocp.args.StandardSave(
+    manager.save(_local_int(state.step), args=ocp.args.StandardSave(
         flax.serialization.to_state_dict(state)), metrics=metrics)
+
+
+def _local_int(x: Any) -> int:
+    """A replicated scalar as an int, read from this process's own copy."""
+    if isinstance(x, jax.Array):
+        x = x.addressable_shards[0].data
+    return int(np.asarray(x).reshape(-1)[0])
 
 
 def restore_checkpoint(manager, template: TrainState, step: int | None = None) -> TrainState:
@@ -386,62 +400,92 @@ def _host_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(np.mean(np.asarray(v))) for k, v in metrics.items()}
 
 
+def _mean_metrics(host_metrics: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([m[k] for m in host_metrics])) for k in host_metrics[0]}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        progress: bool = True) -> TrainState:
-    """Trains to `config.num_steps`, resuming from the latest checkpoint in `workdir`."""
-    from deblurgan_jax import data  # TensorFlow only where data is needed.
+    """Trains to `config.num_steps`, resuming from the latest checkpoint in `workdir`.
+
+    Runs on `config.num_devices` devices of each process ('pmap' or 'sharding' driver, see
+    parallel.py) and, with `config.distributed`, on several processes: every process runs this
+    function; each reads its slice of every global batch and only process 0 writes the config,
+    TensorBoard summaries, images and messages. Returns one (unreplicated) copy of the state.
+    """
+    from deblurgan_jax import data, parallel  # TensorFlow only where data is needed.
     from flax.metrics import tensorboard
     from tqdm import tqdm
 
+    parallel.initialize_distributed(config.distributed)  # before JAX touches a device
+    plan = parallel.create(config)
+    is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
+    if is_main:
         # The run's config, read back by evaluate/export to rebuild the networks.
         with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     feature_params, preprocess = load_feature_params(config)
+    feature_params = plan.replicate(feature_params)
     networks = create_networks(config, preprocess)
-    state = create_train_state(config, networks)
+    # One copy (the checkpoint layout) to restore into, then the driver's layout.
+    state = plan.place_single_copy(create_train_state(config, networks))
     manager = checkpoint_manager(workdir, config)
     if manager.latest_step() is not None:
         state = restore_checkpoint(manager, state)
-        print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
-    start = int(state.step)
-    is_main = jax.process_index() == 0
+        if is_main:
+            print(f"resumed from step {_local_int(state.step)} in {workdir}", flush=True)
+    start = _local_int(state.step)
+    state = plan.from_single_copy(state)
     writer = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard")) if is_main else None
     if writer is not None and start == 0:
         writer.hparams(flatten_config(config))
 
-    per_step = config.batch_size * (config.n_critic if config.critic_batches == "fresh" else 1)
+    # 'fresh' critic batches are n_critic consecutive global batches, stacked on a new leading
+    # axis, so each host's slice of each of them is split over its devices (batch axis 1).
+    fresh = config.critic_batches == "fresh"
+    critic_batches = config.n_critic if fresh else 1
     train_batches = data.create_train_dataset(
-        config.data, batch_size=per_step, crop_size=config.crop_size, seed=config.seed,
-        start_index=start * per_step)
+        config.data, batch_size=config.batch_size, crop_size=config.crop_size, seed=config.seed,
+        start_index=start * critic_batches * config.batch_size)
     train_iter = iter(train_batches)
-    step_fn = make_train_step(config, networks)
+
+    def next_batch():
+        if not fresh:
+            return plan.shard_batch(next(train_iter))
+        batches = [next(train_iter) for _ in range(critic_batches)]
+        stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+        return plan.shard_batch(stacked, axis=1)
+
+    step_fn = plan.compile_step(
+        functools.partial(train_step, networks=networks, config=config),
+        batch_axis=1 if fresh else 0)
 
     def eval_batches():
         return data.create_eval_dataset(config.data, batch_size=1)
 
+    def log(message: str) -> None:
+        if is_main:
+            bar.write(message)
+
     bar = tqdm(total=config.num_steps, initial=start, disable=not (progress and is_main),
                desc="train", unit="step", dynamic_ncols=True)
-    last_log, last_time, pending = start, time.perf_counter(), []
+    last_log, last_time, in_flight, done_metrics = start, time.perf_counter(), None, []
     try:
         for step in range(start, config.num_steps):
-            batch = next(train_iter)
-            if config.critic_batches == "fresh":
-                batch = {k: v.reshape((config.n_critic, config.batch_size) + v.shape[1:])
-                         for k, v in batch.items()}
-            state, metrics = step_fn(state, batch, feature_params)
-            pending.append(metrics)
+            state, metrics = step_fn(state, next_batch(), feature_params)
             # Keep one step in flight and no more, so the progress bar and its ETA show
             # computed steps, not dispatched ones.
-            if len(pending) > 1:
-                jax.block_until_ready(pending[-2]["g_loss"])
+            if in_flight is not None:
+                done_metrics.append(_host_metrics(plan.local_copy(in_flight)))
+            in_flight = metrics
             bar.update(1)
             done = step + 1
             if done % config.log_every == 0 or done == config.num_steps:
-                summary = _host_metrics(jax.tree_util.tree_map(
-                    lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
-                pending = []
+                done_metrics.append(_host_metrics(plan.local_copy(in_flight)))
+                in_flight = None
+                summary = _mean_metrics(done_metrics)
+                done_metrics = []
                 if not all(math.isfinite(v) for v in summary.values()):
                     raise NonFiniteLossError(
                         f"non-finite loss at step {done}: "
@@ -453,15 +497,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     for k, v in summary.items():
                         writer.scalar(f"train/{k}", v, done)
                     writer.flush()
-                bar.write(f"step {done}: " + ", ".join(
+                log(f"step {done}: " + ", ".join(
                     f"{k} {summary[k]:.4g}" for k in ("d_loss", "gradient_penalty", "wasserstein",
                                                       "g_adversarial", "g_content",
                                                       "train_psnr", "lr") if k in summary))
             eval_metrics = None
             if config.eval_every and (done % config.eval_every == 0
                                       or done == config.num_steps):
+                # Every process evaluates (the same numbers) so that all of them hand Orbax
+                # the same metrics for its best-checkpoint bookkeeping.
                 eval_metrics, grids = evaluate_generator(
-                    networks.generator, state.g_params, eval_batches(),
+                    networks.generator, plan.local_copy(state.g_params), eval_batches(),
                     config.eval_max_images, config.num_image_summaries)
                 if writer is not None and eval_metrics:
                     for k, v in eval_metrics.items():
@@ -470,18 +516,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         writer.image(f"eval/blurred_restored_sharp_{i}", grid, done)
                     writer.flush()
                 if eval_metrics:
-                    bar.write(f"eval at step {done}: PSNR blurred "
-                              f"{eval_metrics['eval_psnr_blurred']:.2f} dB -> restored "
-                              f"{eval_metrics['eval_psnr']:.2f} dB, SSIM "
-                              f"{eval_metrics['eval_ssim_blurred']:.4f} -> "
-                              f"{eval_metrics['eval_ssim']:.4f}")
+                    log(f"eval at step {done}: PSNR blurred "
+                        f"{eval_metrics['eval_psnr_blurred']:.2f} dB -> restored "
+                        f"{eval_metrics['eval_psnr']:.2f} dB, SSIM "
+                        f"{eval_metrics['eval_ssim_blurred']:.4f} -> "
+                        f"{eval_metrics['eval_ssim']:.4f}")
             if (done % config.checkpoint_every == 0 or done == config.num_steps
                     or eval_metrics):
-                if pending:  # never checkpoint a state whose losses were not checked
-                    summary = _host_metrics(pending[-1])
+                # Never checkpoint a state whose losses were not checked.
+                if in_flight is not None:
+                    summary = _host_metrics(plan.local_copy(in_flight))
                     if not all(math.isfinite(v) for v in summary.values()):
                         raise NonFiniteLossError(f"non-finite loss at step {done}")
-                save_checkpoint(manager, state, eval_metrics)
+                save_checkpoint(manager, plan.to_single_copy(state), eval_metrics)
     finally:
         bar.close()
         manager.wait_until_finished()
@@ -489,9 +536,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if writer is not None:
             writer.close()
     stats = train_batches.stats
-    if stats.unreadable or stats.padded or stats.replaced or stats.dropped:
+    if is_main and (stats.unreadable or stats.padded or stats.replaced or stats.dropped):
         print(f"training data: {stats.summary()}", flush=True)
-    return state
+    return plan.local_copy(state)
 
 
 def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
