@@ -24,6 +24,7 @@ import sys
 from typing import Sequence
 
 from deblurgan_jax import images
+from deblurgan_jax import evaluate
 from deblurgan_jax.evaluate import CommandError
 
 DEFAULT_TILE = 2048  # whole-image inference up to about 4 MP (a few GB on CPU), tiles beyond
@@ -78,22 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (created)")
-    src = p.add_argument_group("generator (one of)")
-    src.add_argument("--params", help="generator params file (python -m deblurgan_jax.export, "
-                                      "or converted official weights)")
-    src.add_argument("--workdir", help="training directory (train.py --workdir)")
-    src.add_argument("--which", choices=("latest", "best"), default="latest",
-                     help="checkpoint of --workdir (default latest)")
+    evaluate.add_generator_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                   help=f"restore images with a side longer than N pixels in N x N tiles "
-                        f"(multiple of 4; default {DEFAULT_TILE}; 0: never tile)")
-    p.add_argument("--tile-overlap", type=int, default=None,
-                   help="pixels shared by neighbouring tiles (default: twice the generator's "
-                        "receptive radius, 192 for 9 blocks)")
-    p.add_argument("--dropout", action="store_true",
-                   help="test-time dropout (the paper's setting); default deterministic")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout")
+    evaluate.add_inference_flags(p, default_tile=DEFAULT_TILE)
     p.add_argument("--noprogress", action="store_true", help="no progress bar")
     return p
 

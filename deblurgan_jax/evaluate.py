@@ -757,6 +757,31 @@ def _image_saver(out: str) -> Callable[[str, np.ndarray, np.ndarray, np.ndarray]
     return save
 
 
+def add_generator_flags(p: argparse.ArgumentParser) -> None:
+    """Where the generator comes from (shared by the evaluate and deblur commands)."""
+    src = p.add_argument_group("generator (one of)")
+    src.add_argument("--workdir", help="training directory (train.py --workdir)")
+    src.add_argument("--which", choices=("latest", "best"), default="latest",
+                     help="checkpoint of --workdir: the latest, or the best by eval PSNR "
+                          "(needs config.eval_every > 0); default latest")
+    src.add_argument("--params", help="generator params file (python -m deblurgan_jax.export, "
+                                      "or converted official weights)")
+
+
+def add_inference_flags(p: argparse.ArgumentParser, default_tile: int) -> None:
+    """Tiling and test-time dropout (shared by the evaluate and deblur commands)."""
+    p.add_argument("--tile", type=int, default=default_tile,
+                   help=f"restore images with a side longer than N pixels in N x N tiles "
+                        f"(multiple of 4; default {default_tile}; 0: never tile). Results equal "
+                        f"the untiled ones.")
+    p.add_argument("--tile-overlap", type=int, default=None,
+                   help="pixels shared by neighbouring tiles (default: twice the generator's "
+                        "receptive radius, 192 for 9 blocks)")
+    p.add_argument("--dropout", action="store_true",
+                   help="test-time dropout (the paper's setting); default deterministic")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m deblurgan_jax.evaluate",
@@ -771,13 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--data /data/GoPro_Large --out eval/wild\n"
                "  python -m deblurgan_jax.evaluate --params generator.msgpack --data demo "
                "--out eval/demo --save-images")
-    src = p.add_argument_group("generator (one of)")
-    src.add_argument("--workdir", help="training directory (train.py --workdir)")
-    src.add_argument("--which", choices=("latest", "best"), default="latest",
-                     help="checkpoint of --workdir: the latest, or the best by eval PSNR "
-                          "(needs config.eval_every > 0); default latest")
-    src.add_argument("--params", help="generator params file (python -m deblurgan_jax.export, "
-                                      "or converted official weights)")
+    add_generator_flags(p)
     p.add_argument("--data", required=True,
                    help="test set folder, or 'demo' for the 3 held-out photos bundled with "
                         "scikit-image, blurred deterministically")
@@ -795,15 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1,
                    help="images per batch (> 1 needs images of one size, e.g. GoPro)")
     p.add_argument("--max-images", type=int, default=0, help="stop after N images (0: all)")
-    p.add_argument("--tile", type=int, default=0,
-                   help="restore images with a side longer than N pixels in N x N tiles "
-                        "(multiple of 4; 0: never tile). Results equal the untiled ones.")
-    p.add_argument("--tile-overlap", type=int, default=None,
-                   help="pixels shared by neighbouring tiles (default: twice the generator's "
-                        "receptive radius, 192 for 9 blocks)")
-    p.add_argument("--dropout", action="store_true",
-                   help="test-time dropout (the paper's setting); default deterministic")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout")
+    add_inference_flags(p, default_tile=0)
     p.add_argument("--metrics", default=",".join(REPORTED_METRICS),
                    help=f"comma-separated subset of {','.join(REPORTED_METRICS)}")
     p.add_argument("--noprogress", action="store_true", help="no progress bar")
