@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from deblurgan_jax import conv_ops
+
 Dtype = Any
 
 # The original code initialises every conv weight from N(0, 0.02) (networks.weights_init) and
@@ -52,7 +54,7 @@ def reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
 
 class ReflectConv(nn.Module):
     """Stride-1 convolution on a reflection-padded input (PyTorch `ReflectionPad2d(k // 2)`
-    followed by `Conv2d(padding=0)`), computed as reflect-pad -> SAME conv -> crop for speed."""
+    followed by `Conv2d(padding=0)`). See `conv_ops` for how the convolution is computed."""
 
     features: int
     kernel_size: int
@@ -62,11 +64,34 @@ class ReflectConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        p = self.kernel_size // 2
-        y = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
-                    use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.kernel_init,
-                    name="conv")(reflect_pad(x, p))
-        return y[:, p:-p, p:-p, :]
+        # A convolution to a handful of channels (the 3-channel head) needs the matmul-form
+        # gradients; wide 3x3 ones (the ResBlocks) use Winograd on CPU; the 7x7 stem runs fast
+        # as an XLA convolution.
+        if self.features <= 8:
+            impl = conv_ops.few_outputs_conv
+        elif self.kernel_size == 3:
+            impl = conv_ops.conv3x3
+        else:
+            impl = conv_ops.xla_conv_valid
+        return nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="VALID",
+                       use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.kernel_init,
+                       conv_general_dilated=conv_ops.as_lax_conv(impl),
+                       name="conv")(reflect_pad(x, self.kernel_size // 2))
+
+
+class UpConv(nn.Module):
+    """PyTorch `ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1, bias=False)`: doubles
+    H and W. Same parameter as `nn.ConvTranspose(features, (3, 3), strides=(2, 2),
+    padding=((1, 2), (1, 2)), transpose_kernel=True)` (a kernel of shape (3, 3, features, in)),
+    with a fast kernel gradient (`conv_ops.upsample_conv`)."""
+
+    features: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kernel = self.param("kernel", CONV_INIT, (3, 3, self.features, x.shape[-1]))
+        return conv_ops.upsample_conv(x.astype(self.dtype), kernel.astype(self.dtype))
 
 
 class ResnetBlock(nn.Module):
@@ -130,12 +155,7 @@ class ResnetGenerator(nn.Module):
             h = ResnetBlock(self.ngf * 4, self.dropout_rate, dtype=self.dtype,
                             name=f"block_{i}")(h, deterministic)
         for i, mult in enumerate((2, 1), start=1):
-            # PyTorch ConvTranspose2d(k=3, s=2, padding=1, output_padding=1); 'SAME' is one pixel
-            # off, the explicit (1, 2) padding matches it exactly.
-            h = nn.ConvTranspose(self.ngf * mult, (3, 3), strides=(2, 2),
-                                 padding=((1, 2), (1, 2)), transpose_kernel=True,
-                                 use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT,
-                                 name=f"up_{i}")(h)
+            h = UpConv(self.ngf * mult, dtype=self.dtype, name=f"up_{i}")(h)
             h = nn.relu(instance_norm(h))
         head_init = nn.initializers.zeros if self.zero_init_head else CONV_INIT
         h = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype,
@@ -144,33 +164,6 @@ class ResnetGenerator(nn.Module):
         if self.learn_residual:
             out = jnp.clip(inputs.astype(jnp.float32) + out, -1.0, 1.0)
         return out
-
-
-class PatchConv(nn.Module):
-    """A stride-1 4x4 convolution with zero padding 2 written as patches @ kernel.
-
-    Same parameters and values as `nn.Conv(features, (4, 4), padding=((2, 2), (2, 2)))`, but
-    XLA:CPU computes the weight gradient of that convolution (a convolution with a 34x34 kernel)
-    about 100x slower than its forward pass; as a matmul, every derivative is a matmul, which
-    also keeps the gradient penalty's double backward fast.
-    """
-
-    features: int
-    use_bias: bool = False
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        k, p = 4, 2
-        kernel = self.param("kernel", CONV_INIT, (k, k, x.shape[-1], self.features))
-        xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        ho, wo = xp.shape[1] - k + 1, xp.shape[2] - k + 1
-        patches = jnp.concatenate([xp[:, i:i + ho, j:j + wo, :]
-                                   for i in range(k) for j in range(k)], axis=-1)
-        y = patches @ kernel.reshape(-1, self.features).astype(self.dtype)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
 
 
 class PatchCritic(nn.Module):
@@ -187,20 +180,21 @@ class PatchCritic(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        # Convolutions as patches @ kernel (conv_ops.patch_conv): XLA:CPU computes some of their
+        # gradients, and the gradient penalty's second derivatives, on a very slow path.
         conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
             f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
-            dtype=self.dtype, kernel_init=CONV_INIT, name=name)
+            dtype=self.dtype, kernel_init=CONV_INIT,
+            conv_general_dilated=conv_ops.as_lax_conv(conv_ops.patch_conv, strided=True),
+            name=name)
         h = nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(x.astype(self.dtype)), 0.2)
         mult = 1
         for i in range(1, self.n_layers + 1):
             mult = min(2 ** i, 8)
             stride = 2 if i < self.n_layers else 1
-            if stride == 1:
-                h = PatchConv(self.ndf * mult, dtype=self.dtype, name=f"conv_{i}")(h)
-            else:
-                h = conv(self.ndf * mult, stride, False, f"conv_{i}")(h)
+            h = conv(self.ndf * mult, stride, False, f"conv_{i}")(h)
             h = nn.leaky_relu(instance_norm(h), 0.2)
-        h = PatchConv(1, use_bias=True, dtype=self.dtype, name=f"conv_{self.n_layers + 1}")(h)
+        h = conv(1, 1, True, f"conv_{self.n_layers + 1}")(h)
         return h.astype(jnp.float32)
 
 

@@ -1,0 +1,109 @@
+"""The matmul-form convolutions of conv_ops against XLA's own convolutions (lax), values and
+gradients (and second derivatives where the gradient penalty needs them)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from deblurgan_jax import conv_ops
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def lax_conv(x, k, stride=1, padding=0):
+    return lax.conv_general_dilated(x, k, (stride, stride), [(padding, padding)] * 2,
+                                    dimension_numbers=DN)
+
+
+def torch_style_conv_transpose(x, k_out_in):
+    """ConvTranspose2d(k=3, s=2, p=1, output_padding=1) as the gradient of the stride-2
+    convolution it transposes (the definition of a transposed convolution)."""
+    n, h, w, _ = x.shape
+    # Forward conv: (n, 2h, 2w, out) -> (n, h, w, in), kernel HWIO = (3, 3, out, in), pad 1.
+    fwd = lambda z: lax.conv_general_dilated(z, k_out_in, (2, 2), [(1, 1), (1, 1)],  # noqa
+                                             dimension_numbers=DN)
+    z0 = jnp.zeros((n, 2 * h, 2 * w, k_out_in.shape[2]), x.dtype)
+    return jax.vjp(fwd, z0)[1](x)[0]
+
+
+def rand(key, shape, scale=1.0):
+    return jax.random.normal(jax.random.key(key), shape, jnp.float32) * scale
+
+
+def assert_close(a, b, tol):
+    """Max abs difference within `tol` of the reference's largest magnitude (float32 sums of
+    many products differ in their last bits with the order of summation)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    assert np.max(np.abs(a - b)) <= tol * np.max(np.abs(b)), np.max(np.abs(a - b))
+
+
+def assert_vjp_close(f, g, args, tol):
+    out_f, vjp_f = jax.vjp(f, *args)
+    out_g, vjp_g = jax.vjp(g, *args)
+    assert_close(out_f, out_g, tol)
+    cot = rand(99, out_g.shape)
+    for a, b in zip(vjp_f(cot), vjp_g(cot)):
+        assert_close(a, b, tol)
+
+
+@pytest.mark.parametrize("stride,padding,shape", [(1, 2, (2, 9, 12, 5)), (2, 2, (1, 16, 10, 4)),
+                                                  (2, 1, (2, 11, 11, 3))])
+def test_patch_conv_matches_lax_conv_values_gradients_and_second_derivatives(
+        stride, padding, shape):
+    x, k = rand(0, shape), rand(1, (4, 4, shape[-1], 6), 0.3)
+    f = lambda x, k: conv_ops.patch_conv(x, k, stride, padding)  # noqa: E731
+    g = lambda x, k: lax_conv(x, k, stride, padding)  # noqa: E731
+    assert_vjp_close(f, g, (x, k), 1e-5)
+
+    # The gradient penalty differentiates the input gradient's norm w.r.t. the kernel.
+    def penalty(conv, k):
+        gx = jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x)
+        return jnp.sum(gx ** 2)
+    assert_close(jax.grad(lambda k: penalty(f, k))(k), jax.grad(lambda k: penalty(g, k))(k),
+                 1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 6), (2, 8, 8, 3)])
+def test_upsampling_conv_matches_pytorch_conv_transpose_semantics(shape):
+    x, k = rand(2, shape), rand(3, (3, 3, 4, shape[-1]), 0.3)
+    y = torch_style_conv_transpose(x, k)
+    assert y.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+    assert_close(conv_ops.conv_transpose_3x3_s2(x, k), y, 1e-6)
+    assert_close(conv_ops.xla_conv_transpose_3x3_s2(x, k), y, 1e-6)
+    assert_vjp_close(conv_ops.upsample_conv, torch_style_conv_transpose, (x, k), 1e-5)
+
+
+def test_few_outputs_conv_matches_lax_conv_with_gradients():
+    xp, k = rand(4, (2, 20, 26, 16)), rand(5, (7, 7, 16, 3), 0.1)
+    assert_vjp_close(conv_ops.few_outputs_conv, lax_conv, (xp, k), 1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 18, 18, 8), (2, 12, 17, 5), (1, 7, 9, 4)])
+def test_winograd_conv3x3_matches_lax_conv_with_gradients(shape):
+    # Sizes whose outputs are and are not multiples of the 4x4 tile.
+    xp, k = rand(6, shape), rand(7, (3, 3, shape[-1], 6), 0.3)
+    assert_vjp_close(conv_ops.winograd_conv3x3, lax_conv, (xp, k), 1e-5)
+
+
+def test_winograd_conv3x3_full_width_relative_error():
+    # The generator's ResBlock shape at a 128x128 input: 256 channels sum 2304 products each.
+    xp, k = rand(8, (1, 34, 34, 256)), rand(9, (3, 3, 256, 256), 0.02)
+    ref = lax_conv(xp, k)
+    err = jnp.max(jnp.abs(conv_ops.winograd_conv3x3(xp, k) - ref)) / jnp.max(jnp.abs(ref))
+    assert float(err) < 3e-5
+
+
+def test_xla_conv_valid_matches_valid_conv():
+    xp, k = rand(10, (1, 15, 13, 4)), rand(11, (7, 7, 4, 5))
+    assert_close(conv_ops.xla_conv_valid(xp, k), lax_conv(xp, k), 1e-6)
+
+
+def test_unsupported_conv_arguments_are_refused():
+    conv = conv_ops.as_lax_conv(conv_ops.xla_conv_valid)
+    with pytest.raises(NotImplementedError, match="stride 1"):
+        conv(rand(0, (1, 8, 8, 2)), rand(1, (3, 3, 2, 2)), (2, 2), "VALID")
+    with pytest.raises(NotImplementedError, match="dilation"):
+        conv(rand(0, (1, 8, 8, 2)), rand(1, (3, 3, 2, 2)), (1, 1), "VALID",
+             rhs_dilation=(2, 2))
