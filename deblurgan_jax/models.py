@@ -180,12 +180,12 @@ class PatchCritic(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        # Convolutions as patches @ kernel (conv_ops.patch_conv): XLA:CPU computes some of their
+        # Convolutions written as matmuls (conv_ops.critic_conv): XLA:CPU computes some of their
         # gradients, and the gradient penalty's second derivatives, on a very slow path.
         conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
             f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
             dtype=self.dtype, kernel_init=CONV_INIT,
-            conv_general_dilated=conv_ops.as_lax_conv(conv_ops.patch_conv, strided=True),
+            conv_general_dilated=conv_ops.as_lax_conv(conv_ops.critic_conv, strided=True),
             name=name)
         h = nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(x.astype(self.dtype)), 0.2)
         mult = 1
@@ -254,7 +254,10 @@ class VGGFeatures(nn.Module):
                 h = nn.max_pool(h, (2, 2), strides=(2, 2))
                 continue
             h = nn.Conv(VGG_CHANNELS[name], (3, 3), padding=((1, 1), (1, 1)),
-                        dtype=self.dtype, kernel_init=CONV_INIT, name=name)(h)
+                        dtype=self.dtype, kernel_init=CONV_INIT,
+                        conv_general_dilated=conv_ops.as_lax_conv(conv_ops.vgg_conv,
+                                                                  strided=True),
+                        name=name)(h)
             if name == self.layer and not self.after_relu:
                 return h.astype(jnp.float32)
             h = nn.relu(h)

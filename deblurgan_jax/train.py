@@ -215,7 +215,12 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
         else:
             content = losses.content_loss(config.loss.content, restored, g_sharp)
         total = config.loss.adversarial_weight * adv + config.loss.content_weight * content
-        return total, {"g_adversarial": adv, "g_content": content, "g_loss": total}
+        metrics = {"g_adversarial": adv, "g_content": content}
+        if config.loss.get("pixel_l1_weight", 0.0):
+            pixel = losses.l1_loss(restored, g_sharp)
+            total = total + config.loss.pixel_l1_weight * pixel
+            metrics["g_pixel_l1"] = pixel
+        return total, dict(metrics, g_loss=total)
 
     (_, g_metrics), grad_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
     (g_grads,) = g_vjp(grad_fake)

@@ -80,18 +80,32 @@ def test_few_outputs_conv_matches_lax_conv_with_gradients():
     assert_vjp_close(conv_ops.few_outputs_conv, lax_conv, (xp, k), 1e-5)
 
 
-@pytest.mark.parametrize("shape", [(1, 18, 18, 8), (2, 12, 17, 5), (1, 7, 9, 4)])
-def test_winograd_conv3x3_matches_lax_conv_with_gradients(shape):
-    # Sizes whose outputs are and are not multiples of the 4x4 tile.
-    xp, k = rand(6, shape), rand(7, (3, 3, shape[-1], 6), 0.3)
-    assert_vjp_close(conv_ops.winograd_conv3x3, lax_conv, (xp, k), 1e-5)
+@pytest.mark.parametrize("ksize,shape", [(3, (1, 18, 18, 8)), (3, (2, 12, 17, 5)),
+                                         (3, (1, 7, 9, 4)), (4, (1, 15, 15, 8)),
+                                         (4, (2, 11, 16, 5))])
+def test_winograd_conv_matches_lax_conv_with_gradients(ksize, shape):
+    # Sizes whose outputs are and are not multiples of the output tile (4x4 or 3x3).
+    xp, k = rand(6, shape), rand(7, (ksize, ksize, shape[-1], 6), 0.3)
+    assert_vjp_close(conv_ops.winograd_conv, lax_conv, (xp, k), 1e-5)
 
 
-def test_winograd_conv3x3_full_width_relative_error():
-    # The generator's ResBlock shape at a 128x128 input: 256 channels sum 2304 products each.
-    xp, k = rand(8, (1, 34, 34, 256)), rand(9, (3, 3, 256, 256), 0.02)
+def test_critic_conv_second_derivatives_through_winograd():
+    x, k = rand(12, (1, 9, 9, 4)), rand(13, (4, 4, 4, 16), 0.3)
+
+    def penalty(conv, k):
+        gx = jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x)
+        return jnp.sum(gx ** 2)
+    winograd = lambda x, k: conv_ops.critic_conv(x, k, 1, 2)  # noqa: E731
+    assert_close(jax.grad(lambda k: penalty(winograd, k))(k),
+                 jax.grad(lambda k: penalty(lambda x, k: lax_conv(x, k, 1, 2), k))(k), 1e-5)
+
+
+@pytest.mark.parametrize("ksize", [3, 4])
+def test_winograd_conv_full_width_relative_error(ksize):
+    # Full-width layers: 256 input channels sum 2304 (4096) products per output.
+    xp, k = rand(8, (1, 34, 34, 256)), rand(9, (ksize, ksize, 256, 64), 0.02)
     ref = lax_conv(xp, k)
-    err = jnp.max(jnp.abs(conv_ops.winograd_conv3x3(xp, k) - ref)) / jnp.max(jnp.abs(ref))
+    err = jnp.max(jnp.abs(conv_ops.winograd_conv(xp, k) - ref)) / jnp.max(jnp.abs(ref))
     assert float(err) < 3e-5
 
 
