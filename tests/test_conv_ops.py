@@ -72,6 +72,7 @@ def test_upsampling_conv_matches_pytorch_conv_transpose_semantics(shape):
     assert y.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
     assert_close(conv_ops.conv_transpose_3x3_s2(x, k), y, 1e-6)
     assert_close(conv_ops.xla_conv_transpose_3x3_s2(x, k), y, 1e-6)
+    assert_close(conv_ops.subpixel_conv_transpose_3x3_s2(x, k), y, 1e-6)
     assert_vjp_close(conv_ops.upsample_conv, torch_style_conv_transpose, (x, k), 1e-5)
 
 
