@@ -8,7 +8,7 @@ from configs import default
 
 def get_config():
     config = default.get_config()
-    config.num_steps = 1000
+    config.num_steps = 1300  # ~17 minutes on 2 CPU cores
     config.decay_start_fraction = 0.5
     config.batch_size = 4
     config.crop_size = 64
@@ -17,8 +17,8 @@ def get_config():
     # nothing, 5e-4 +0.12 dB, 1e-3 lost 0.95 dB (the critic ran away).
     config.learning_rate = 5e-4
     config.log_every = 50
-    config.checkpoint_every = 250
-    config.eval_every = 250
+    config.checkpoint_every = 650
+    config.eval_every = 650
     config.max_to_keep = 2
     config.model.ngf = 32
     config.model.n_blocks = 6
@@ -28,8 +28,9 @@ def get_config():
     config.model.zero_init_head = True
     config.loss.vgg_arch = "vgg16"
     # A pixel L1 term next to the perceptual one (as in DeblurGAN-v2) makes the PSNR move within
-    # the CPU budget (+0.19 dB instead of +0.12 dB after 200 steps at weight 1000).
-    config.loss.pixel_l1_weight = 2000.0
+    # the CPU budget. Held-out gain after 250 steps at lr 5e-4: weight 0 ~+0.1 dB, 2000 +0.31 dB,
+    # 10000 +0.50 dB (adversarial weight 0.1 instead of 1 did not help: +0.22 dB at 2000).
+    config.loss.pixel_l1_weight = 10000.0
     config.data.source = "demo"
     config.data.downscale = 1
     config.data.eval_downscale = 2

@@ -150,3 +150,21 @@ def test_tiny_model_learns_a_fixed_batch():
     psnr_after = restored_psnr(state.g_params)
     assert last < 0.5 * first, (first, last)
     assert psnr_after > psnr_before + 3.0, (psnr_before, psnr_after)
+
+
+def test_pixel_l1_term_joins_the_generator_loss():
+    config = tiny.get_config()
+    config.model.dropout_rate = 0.0  # the step's generator output is then the deterministic one
+    config.loss.pixel_l1_weight = 7.0
+    networks = train.create_networks(config)
+    state = train.create_train_state(config, networks)
+    rng = np.random.default_rng(0)
+    batch = {k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+             for k in ("blurred", "sharp")}
+    restored = networks.generator.apply({"params": state.g_params}, batch["blurred"])
+    want = np.mean(np.abs(np.asarray(restored) - np.asarray(batch["sharp"])))
+    _, metrics = train.make_train_step(config, networks)(state, batch, None)
+    np.testing.assert_allclose(float(metrics["g_pixel_l1"]), want, rtol=1e-5)
+    total = (config.loss.adversarial_weight * metrics["g_adversarial"]
+             + config.loss.content_weight * metrics["g_content"] + 7.0 * want)
+    np.testing.assert_allclose(float(metrics["g_loss"]), float(total), rtol=1e-5)
