@@ -20,6 +20,7 @@ needs 4x fewer multiplications, again with matmul-only derivatives.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import jax
@@ -233,11 +234,17 @@ def winograd_conv(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     return y.reshape(n, m * th, m * tw, d)[:, :h, :w]
 
 
+# Set to 0 to use XLA's convolutions everywhere (bit-for-bit comparisons across batch
+# shardings: Winograd's rounding depends on how many tiles share a matmul).
+WINOGRAD_ENV = "DEBLURGAN_JAX_WINOGRAD"
+
+
 def use_winograd(x: jnp.ndarray) -> bool:
     """Winograd on CPU in float32, where it is ~1.5-2x faster than XLA's convolution in each
     direction; XLA's convolution elsewhere (GPU libraries pick their own algorithms, and
     bfloat16 is too coarse for Winograd's transforms)."""
-    return jax.default_backend() == "cpu" and x.dtype == jnp.float32
+    return (jax.default_backend() == "cpu" and x.dtype == jnp.float32
+            and os.environ.get(WINOGRAD_ENV, "1") != "0")
 
 
 def conv3x3(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:

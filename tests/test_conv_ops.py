@@ -48,8 +48,7 @@ def assert_vjp_close(f, g, args, tol):
         assert_close(a, b, tol)
 
 
-@pytest.mark.parametrize("stride,padding,shape", [(1, 2, (2, 9, 12, 5)), (2, 2, (1, 16, 10, 4)),
-                                                  (2, 1, (2, 11, 11, 3))])
+@pytest.mark.parametrize("stride,padding,shape", [(1, 2, (2, 9, 12, 5)), (2, 1, (2, 11, 11, 3))])
 def test_patch_conv_matches_lax_conv_values_gradients_and_second_derivatives(
         stride, padding, shape):
     x, k = rand(0, shape), rand(1, (4, 4, shape[-1], 6), 0.3)
@@ -82,7 +81,6 @@ def test_few_outputs_conv_matches_lax_conv_with_gradients():
 
 
 @pytest.mark.parametrize("ksize,shape", [(3, (1, 18, 18, 8)), (3, (2, 12, 17, 5)),
-                                         (3, (1, 7, 9, 4)), (4, (1, 15, 15, 8)),
                                          (4, (2, 11, 16, 5))])
 def test_winograd_conv_matches_lax_conv_with_gradients(ksize, shape):
     # Sizes whose outputs are and are not multiples of the output tile (4x4 or 3x3).
