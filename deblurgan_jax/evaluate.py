@@ -75,12 +75,20 @@ def to_uint8_range(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.round(jnp.clip((x + 1.0) * 127.5, 0.0, 255.0))
 
 
+# PSNR of identical images is infinite; like common toolkits (e.g. BasicSR, MATLAB's psnr of
+# near-identical images in reports) it is reported as this finite ceiling, so that means over a
+# set, JSON files and the training summaries stay finite.
+PSNR_MAX_DB = 100.0
+
+
 def psnr(a: jnp.ndarray, b: jnp.ndarray, data_range: float = 255.0) -> jnp.ndarray:
-    """Per-image PSNR in dB of (N, H, W, C) arrays (all pixels and channels of an image)."""
+    """Per-image PSNR in dB of (N, H, W, C) arrays (all pixels and channels of an image),
+    capped at `PSNR_MAX_DB` (100 dB; identical images)."""
     a = a.astype(jnp.float32)
     b = b.astype(jnp.float32)
     mse = jnp.mean(jnp.square(a - b), axis=tuple(range(1, a.ndim)))
-    return 10.0 * jnp.log10(data_range ** 2 / mse)
+    floor = data_range ** 2 * 10.0 ** (-PSNR_MAX_DB / 10.0)  # the MSE of exactly 100 dB
+    return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, floor))
 
 
 def _gaussian_window() -> np.ndarray:
