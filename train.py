@@ -4,16 +4,17 @@
 
 Configs: configs/gopro_wild.py, synth.py, comb.py (the paper's three models), demo.py (CPU-sized,
 on the photos bundled with scikit-image), tiny.py (tests). Any field can be overridden, e.g.
-`--config.batch_size=8 --config.data.root=/data/GoPro_Large`. Running the same command again
-resumes from the latest checkpoint in DIR.
+`--config.batch_size=8 --config.data.root=/data/GoPro_Large`; every field is described in
+deblurgan_jax/config.py. Running the same command again resumes from the latest checkpoint in
+DIR (fields that change the model are refused; others, e.g. num_steps, are recorded).
+Ctrl-C stops after the current step with a checkpoint (exit 130); a second Ctrl-C stops at once.
+Exit codes: 0 done, 1 the run failed (e.g. a diverged loss), 2 a config or usage error.
 """
-import os
 import sys
 
-# TensorFlow (tf.data only) must not take the GPU from JAX, and should be quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from deblurgan_jax import cli  # first: keeps TensorFlow quiet before anything imports it
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -28,33 +29,52 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from deblurgan_jax import data, models
+    try:
+        config = FLAGS.config  # a config file that failed to load raises on first use
+        config.keys()
+    except Exception as e:  # noqa: BLE001
+        first = str(e).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[-2:]) if first else type(e).__name__
+        print(f"error: --config {FLAGS['config'].config_filename}: {detail}", file=sys.stderr)
+        return cli.EXIT_USAGE
     from deblurgan_jax import train as train_lib
 
-    # Orbax and TF log every save at INFO; the progress bar and summaries say what matters.
-    logging.set_verbosity(logging.WARNING)
+    cli.quiet_absl()
     try:
-        train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
+        train_lib.train_and_evaluate(config, FLAGS.workdir, progress=FLAGS.progress)
     except train_lib.NonFiniteLossError as e:
         print(f"error: {e}\nTraining stopped; the last good checkpoint in {FLAGS.workdir} is "
               f"kept. Lower config.learning_rate or check the data.", file=sys.stderr)
-        return 1
-    except (data.DataError, models.VGGWeightsMissing, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return cli.EXIT_FAILED
+    except train_lib.Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing to save", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001  known errors -> one line; others keep their traceback
+        usage, failures = cli._known_errors()  # pylint: disable=protected-access
+        if isinstance(e, usage + failures + (cli.CommandError,)):
+            return cli.report_error(e)
+        raise
+    return cli.EXIT_OK
 
 
-def run(argv):
-    code = main(argv)
-    # Checkpoints, TensorBoard files and logs are complete here. Skip the interpreter's
-    # teardown: destroying the tf.data iterator waits for the input pipeline's worker threads to
-    # finish their in-flight work, which kept finished runs alive for up to two minutes.
-    logging.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+def parse_flags(argv):
+    """absl's parser, with a config file or override that fails (unknown key, wrong type,
+    missing file) reported as one line and exit 2 instead of chained tracebacks."""
+    try:
+        return FLAGS(argv)
+    except Exception as e:  # noqa: BLE001  absl and ml_collections raise several types
+        message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        if isinstance(e, (AttributeError, KeyError)):
+            bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+            message = (f"unknown config field {message.strip(chr(34) + chr(39))} "
+                       f"(in {' '.join(bad)})")
+        print(f"error: {message}\nSee python train.py --helpfull; config fields are described "
+              f"in deblurgan_jax/config.py.", file=sys.stderr)
+        sys.exit(cli.EXIT_USAGE)
 
 
 if __name__ == "__main__":
-    app.run(run)
+    app.run(main, flags_parser=parse_flags)

@@ -17,11 +17,17 @@ kernels in the layout of the flax layers they replace, so parameters are unchang
 The generator's 3x3 ResBlock convolutions (three quarters of its time) are compute-bound in
 XLA:CPU already; on CPU they use the Winograd F(4x4, 3x3) algorithm (Lavin & Gray, 2016), which
 needs 4x fewer multiplications, again with matmul-only derivatives.
+
+Which code runs is a choice made once, when the networks are built: `IMPLEMENTATIONS` holds
+'xla' (XLA's own convolutions everywhere: what GPUs and TPUs should run, where cuDNN picks its
+algorithms) and 'cpu_fast' (the forms above, measured faster on XLA:CPU in float32); the modules
+take the name as their `conv_impl` attribute, and `resolve_conv_impl('auto', ...)` picks
+'cpu_fast' on CPU in float32 and 'xla' everywhere else. Nothing is decided at trace time.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -234,27 +240,14 @@ def winograd_conv(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     return y.reshape(n, m * th, m * tw, d)[:, :h, :w]
 
 
-# Set to 0 to use XLA's convolutions everywhere (bit-for-bit comparisons across batch
-# shardings: Winograd's rounding depends on how many tiles share a matmul).
-WINOGRAD_ENV = "DEBLURGAN_JAX_WINOGRAD"
-
-
-def use_winograd(x: jnp.ndarray) -> bool:
-    """Winograd on CPU in float32, where it is ~1.5-2x faster than XLA's convolution in each
-    direction; XLA's convolution elsewhere (GPU libraries pick their own algorithms, and
-    bfloat16 is too coarse for Winograd's transforms)."""
-    return (jax.default_backend() == "cpu" and x.dtype == jnp.float32
-            and os.environ.get(WINOGRAD_ENV, "1") != "0")
-
-
 def conv3x3(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """VALID stride-1 3x3 convolution of a padded input (the generator's ResBlocks)."""
-    return winograd_conv(xp, kernel) if use_winograd(xp) else xla_conv_valid(xp, kernel)
+    """VALID stride-1 3x3 convolution of a padded input (the generator's ResBlocks), Winograd."""
+    return winograd_conv(xp, kernel)
 
 
-def _winograd_pays(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> bool:
+def _winograd_pays(kernel: jnp.ndarray, stride: int) -> bool:
     return (stride == 1 and kernel.shape[0] in _WINOGRAD and kernel.shape[-1] > 8
-            and kernel.shape[-2] > 8 and use_winograd(x))
+            and kernel.shape[-2] > 8)
 
 
 def _zero_pad(x: jnp.ndarray, padding: int) -> jnp.ndarray:
@@ -263,20 +256,42 @@ def _zero_pad(x: jnp.ndarray, padding: int) -> jnp.ndarray:
 
 def critic_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
     """The critic's zero-padded convolutions, differentiable to any order through matmuls only
-    (the gradient penalty differentiates the input gradient): stride-1 ones by Winograd where
-    it pays (wide layers, CPU float32), the rest as patches @ kernel."""
-    if _winograd_pays(x, kernel, stride):
+    (the gradient penalty differentiates the input gradient): wide stride-1 ones by Winograd,
+    the rest as patches @ kernel."""
+    if _winograd_pays(kernel, stride):
         return winograd_conv(_zero_pad(x, padding), kernel)
     return patch_conv(x, kernel, stride, padding)
 
 
-def vgg_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
-    """The VGG trunk's zero-padded 3x3 convolutions: Winograd where it pays, XLA otherwise."""
-    if _winograd_pays(x, kernel, stride):
-        return winograd_conv(_zero_pad(x, padding), kernel)
+def lax_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
+    """XLA's zero-padded convolution, NHWC/HWIO."""
     return lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride, stride),
                                     [(padding, padding)] * 2,
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def vgg_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
+    """The VGG trunk's zero-padded 3x3 convolutions: Winograd for the wide ones, XLA otherwise."""
+    if _winograd_pays(kernel, stride):
+        return winograd_conv(_zero_pad(x, padding), kernel)
+    return lax_conv(x, kernel, stride, padding)
+
+
+def xla_valid(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """XLA's VALID stride-1 convolution of an already padded input."""
+    return lax.conv_general_dilated(xp, kernel.astype(xp.dtype), (1, 1), "VALID",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def cpu_fast_reflect_conv(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """The generator's stride-1 convolutions of a reflect-padded input on XLA:CPU, by shape:
+    few outputs (the 3-channel head) with matmul-form gradients, 3x3 (the ResBlocks) by
+    Winograd, the rest (the 7x7 stem) as a SAME convolution + crop."""
+    if kernel.shape[-1] <= 8:
+        return few_outputs_conv(xp, kernel)
+    if kernel.shape[:2] == (3, 3):
+        return conv3x3(xp, kernel)
+    return xla_conv_valid(xp, kernel)
 
 
 def as_lax_conv(conv: Callable[..., jnp.ndarray], strided: bool = False):
@@ -307,3 +322,48 @@ def as_lax_conv(conv: Callable[..., jnp.ndarray], strided: bool = False):
 upsample_conv = conv_with_gradients(
     subpixel_conv_transpose_3x3_s2, input_grad_from=xla_conv_transpose_3x3_s2,
     kernel_grad_from=conv_transpose_3x3_s2)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvImpl:
+    """How each kind of convolution of the networks is computed (all take flax's kernels).
+
+    reflect_conv(xp, kernel): stride-1 VALID convolution of a reflect-padded input (generator).
+    upsample(x, kernel (3, 3, out, in)): the generator's stride-2 transposed convolution.
+    critic_conv / vgg_conv(x, kernel, stride, padding): zero-padded convolutions.
+    """
+
+    name: str
+    reflect_conv: ConvFn
+    upsample: ConvFn
+    critic_conv: Callable[..., jnp.ndarray]
+    vgg_conv: Callable[..., jnp.ndarray]
+
+
+IMPLEMENTATIONS = {
+    "xla": ConvImpl("xla", reflect_conv=xla_valid, upsample=xla_conv_transpose_3x3_s2,
+                    critic_conv=lax_conv, vgg_conv=lax_conv),
+    "cpu_fast": ConvImpl("cpu_fast", reflect_conv=cpu_fast_reflect_conv,
+                         upsample=upsample_conv, critic_conv=critic_conv, vgg_conv=vgg_conv),
+}
+CONV_IMPL_CHOICES = ("auto",) + tuple(IMPLEMENTATIONS)
+
+
+def resolve_conv_impl(name: str, dtype: Any = jnp.float32, backend: str | None = None) -> str:
+    """'auto' -> 'cpu_fast' on CPU in float32 (measured 1.5-2x faster there), 'xla' elsewhere
+    (GPU libraries pick their own algorithms; bfloat16 is too coarse for Winograd's transforms).
+    An explicit 'xla' or 'cpu_fast' is returned as it is."""
+    if name not in CONV_IMPL_CHOICES:
+        raise ValueError(f"conv_impl must be one of {CONV_IMPL_CHOICES}, got {name!r}")
+    if name != "auto":
+        return name
+    backend = backend or jax.default_backend()
+    return "cpu_fast" if backend == "cpu" and jnp.dtype(dtype) == jnp.float32 else "xla"
+
+
+def implementation(name: str) -> ConvImpl:
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"conv_impl must be one of {tuple(IMPLEMENTATIONS)} once resolved "
+                         f"(resolve_conv_impl turns 'auto' into one), got {name!r}")
+    return IMPLEMENTATIONS[name]
+

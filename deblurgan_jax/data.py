@@ -46,7 +46,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from deblurgan_jax import blur as blur_lib
+from deblurgan_jax import motion_blur
 from deblurgan_jax import demo_data
 
 SOURCES = ("gopro", "paired", "ab", "synthetic", "comb", "demo")
@@ -92,6 +92,12 @@ class DataStats:
     dropped: int = 0  # examples lost because every decode attempt failed (later batches shift)
     # Items that failed to decode at run time ('blurred / sharp' paths, or the one file).
     failed_files: set[str] = dataclasses.field(default_factory=set)
+
+    def skipped_files(self) -> list[str]:
+        """Every file skipped so far, at scan time or at run time, with the reason."""
+        return ([f"{f}: unreadable" for f in self.unreadable]
+                + [f"{f}: no matching sharp image" for f in self.unmatched]
+                + [f"{f}: failed to decode" for f in sorted(self.failed_files)])
 
     def summary(self) -> str:
         return (f"{self.num_pairs} pairs, {len(self.unreadable)} unreadable skipped, "
@@ -453,7 +459,7 @@ def kernel_bank(blur_config: ml_collections.ConfigDict, seed: int,
                 n: int | None = None) -> np.ndarray:
     """(n, canvas, canvas) float32 kernels, a pure function of (seed, blur settings)."""
     rng = np.random.default_rng([seed, _TAG_KERNEL_BANK])
-    return blur_lib.sample_kernels(rng, n or blur_config.kernel_bank_size,
+    return motion_blur.sample_kernels(rng, n or blur_config.kernel_bank_size,
                                    canvas=blur_config.canvas, iters=blur_config.iters,
                                    max_len=blur_config.max_len, expl=blur_config.expl,
                                    fractions=tuple(blur_config.fractions))
@@ -571,12 +577,20 @@ class Batches:
     def __init__(self, dataset: tf.data.Dataset, stats: DataStats, *,
                  num_devices: int | None = None,
                  host_position: Callable[[int], int] | None = None,
-                 expected_total: int | None = None):
+                 expected_total: int | None = None,
+                 expected_names: Sequence[tuple[str, str]] | None = None):
         self.dataset = dataset  # the tf.data.Dataset of batches (with bookkeeping fields)
         self.stats = stats
         self._num_devices = num_devices
         self._host_position = host_position  # train: global index -> position in this host's stream
         self._expected_total = expected_total  # eval: number of examples a full pass yields
+        self._generators: list = []
+        self._expected_names = list(expected_names or [])  # eval: (name, file) of every image
+
+    @property
+    def expected_total(self) -> int | None:
+        """Eval: the number of images a full pass yields (None for training batches)."""
+        return self._expected_total
 
     def _note_replacements(self, attempts: np.ndarray, first_files: np.ndarray) -> None:
         for attempt, files in zip(attempts, first_files):
@@ -596,8 +610,19 @@ class Batches:
                           "batches are shifted", dropped - self.stats.dropped)
             self.stats.dropped = dropped
 
+    def close(self) -> None:
+        """Releases the pipelines of every iterator made so far (their in-flight work ends)."""
+        for generator in self._generators:
+            generator.close()
+        self._generators.clear()
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        seen = 0
+        generator = self._batches()
+        self._generators.append(generator)
+        return generator
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        seen, seen_names = 0, set()
         for batch in self.dataset.as_numpy_iterator():
             if "attempt" in batch:
                 self._note_replacements(batch.pop("attempt"), batch.pop("first_files"))
@@ -608,14 +633,17 @@ class Batches:
             if "name" in batch:
                 batch["name"] = [n.decode() for n in batch["name"]]
                 seen += len(batch["name"])
+                seen_names.update(batch["name"])
             if self._num_devices:
                 batch = {k: v.reshape((self._num_devices, -1) + v.shape[1:])
                          for k, v in batch.items()}
             yield batch
         if self._expected_total is not None and seen < self._expected_total:
             self.stats.dropped += self._expected_total - seen
-            logging.error("%d eval image(s) failed to decode and were skipped",
-                          self._expected_total - seen)
+            missing = [path for name, path in self._expected_names if name not in seen_names]
+            self.stats.failed_files.update(missing)
+            logging.warning("%d eval image(s) failed to decode and were skipped: %s",
+                            self._expected_total - seen, ", ".join(missing))
 
 
 def _train_tables(data_config: ml_collections.ConfigDict, stats: DataStats
@@ -896,4 +924,5 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: i
     dataset = tf.data.Dataset.range(len(records)).map(load, num_parallel_calls=tf.data.AUTOTUNE,
                                                       deterministic=True)
     dataset = dataset.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return Batches(dataset.with_options(_options()), stats, expected_total=len(records))
+    return Batches(dataset.with_options(_options()), stats, expected_total=len(records),
+                   expected_names=[(r.name, r.blurred_path or r.sharp_path) for r in records])

@@ -13,7 +13,7 @@ already (unless --overwrite). Files that cannot be read are listed and skipped; 
 still written and the exit code is 1.
 
 Large images: an image with a side longer than --tile is restored in tiles whose result equals
-the whole-image result (see deblurgan_jax/evaluate.py); memory then stays bounded by the tile.
+the whole-image result (see deblurgan_jax/inference.py); memory then stays bounded by the tile.
 """
 from __future__ import annotations
 
@@ -23,54 +23,29 @@ import os
 import sys
 from typing import Sequence
 
-from deblurgan_jax import images
-from deblurgan_jax import evaluate
-from deblurgan_jax.evaluate import CommandError
+from deblurgan_jax import cli, images, inference, models
+from deblurgan_jax.cli import CommandError
 
 DEFAULT_TILE = 2048  # whole-image inference up to about 4 MP (a few GB on CPU), tiles beyond
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-    source: str  # input file
-    target: str  # output file
-
-
-def plan_jobs(inputs: Sequence[str], out: str) -> tuple[list[Job], list[str]]:
-    """(jobs, missing inputs): files map to OUT/<name>, folders' files to OUT/<relative path>."""
-    jobs, missing = [], []
-    for item in inputs:
-        if os.path.isdir(item):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(item):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                          if images.is_image_name(f)]
-            jobs += [Job(f, os.path.join(out, os.path.relpath(f, item))) for f in found]
-        elif os.path.isfile(item):
-            jobs.append(Job(item, os.path.join(out, os.path.basename(item))))
-        else:
-            missing.append(item)
-    return jobs, missing
-
-
-def check_jobs(jobs: Sequence[Job], overwrite: bool) -> None:
+def check_jobs(jobs: Sequence[images.Job], overwrite: bool) -> None:
     """Refuses (CommandError, nothing written) outputs that replace inputs, collide or exist."""
     sources = {os.path.realpath(j.source): j.source for j in jobs}
     targets: dict[str, str] = {}
     for j in jobs:
         real = os.path.realpath(j.target)
         if real in sources:
-            raise CommandError(f"writing {j.target} would overwrite the input {sources[real]}; "
+            raise cli.UsageError(f"writing {j.target} would overwrite the input {sources[real]}; "
                                f"choose another --out")
         if real in targets:
-            raise CommandError(f"{targets[real]} and {j.source} would both be written to "
+            raise cli.UsageError(f"{targets[real]} and {j.source} would both be written to "
                                f"{j.target}; deblur them into different --out folders")
         targets[real] = j.source
     existing = [j.target for j in jobs if os.path.exists(j.target)]
     if existing and not overwrite:
         shown = "\n  ".join(existing[:10]) + ("\n  ..." if len(existing) > 10 else "")
-        raise CommandError(f"{len(existing)} output file(s) exist already (pass --overwrite to "
+        raise cli.UsageError(f"{len(existing)} output file(s) exist already (pass --overwrite to "
                            f"replace them):\n  {shown}")
 
 
@@ -79,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (created)")
-    evaluate.add_generator_flags(p)
+    cli.add_generator_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    evaluate.add_inference_flags(p, default_tile=DEFAULT_TILE)
+    cli.add_inference_flags(p, default_tile=DEFAULT_TILE)
     p.add_argument("--noprogress", action="store_true", help="no progress bar")
     return p
 
@@ -89,18 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deblurgan_jax import evaluate
-
-    jobs, failed = plan_jobs(args.inputs, args.out)
+    jobs, failed = images.plan_jobs(args.inputs, args.out)
     failed = [f"{m}: no such file or folder" for m in failed]
     check_jobs(jobs, args.overwrite)
     if not jobs:
         raise CommandError("no image files among the inputs: " + ", ".join(args.inputs))
-    params, model_config, _ = evaluate.load_generator_source(args.workdir, args.which,
-                                                             args.params)
-    evaluate.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
-    generator = evaluate.generator_from_config(model_config)
-    infer = evaluate.make_inference_fn(generator, tile=args.tile or None,
+    params, model_config, _ = cli.load_generator_source(args)
+    cli.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
+    generator = models.build_generator(model_config)
+    infer = inference.make_inference_fn(generator, tile=args.tile or None,
                                        overlap=args.tile_overlap,
                                        dropout_seed=args.seed if args.dropout else None)
     written = 0
@@ -122,14 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CommandError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

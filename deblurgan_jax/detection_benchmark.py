@@ -51,13 +51,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deblurgan_jax import blur as blur_lib
-from deblurgan_jax import deblur
+from deblurgan_jax import cli, inference, metrics, models, motion_blur
 from deblurgan_jax import demo_data
 from deblurgan_jax import detection
-from deblurgan_jax import evaluate
 from deblurgan_jax import images
-from deblurgan_jax.evaluate import CommandError
+from deblurgan_jax.cli import CommandError
 
 CONDITIONS = ("blurred", "restored", "sharp")
 # Photos with people among scikit-image's bundled samples (skimage/data/<name>.png), and the
@@ -91,7 +89,7 @@ class Photo:
         """(H, W, 3) uint8 RGB; raises on anything unreadable."""
         from PIL import Image  # pylint: disable=g-import-not-at-top
 
-        pixels = blur_lib.load_rgb8(self.path)
+        pixels = images.load_rgb8(self.path)
         if self.scale != 1.0:
             size = (round(pixels.shape[1] * self.scale), round(pixels.shape[0] * self.scale))
             pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
@@ -113,7 +111,7 @@ def bundled_photos() -> list[Photo]:
 
 def folder_photos(folder: str) -> list[Photo]:
     """Every image file under `folder` (recursively), named by its path inside it."""
-    jobs, _ = deblur.plan_jobs([folder], "")  # a job's target is then its path inside `folder`
+    jobs, _ = images.plan_jobs([folder], "")  # a job's target is then its path inside `folder`
     photos, seen = [], {}
     for job in jobs:
         name = os.path.splitext(job.target)[0].replace(os.sep, "__") + ".png"
@@ -149,9 +147,9 @@ def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float 
             unreadable.append(f"{photo.path}: not a readable image ({type(e).__name__}: {e})")
             continue
         rng = np.random.default_rng([seed, zlib.crc32(photo.name.encode("utf-8"))])
-        kernel = blur_lib.sample_kernels(rng, 1, canvas=canvas, max_len=max_len,
+        kernel = motion_blur.sample_kernels(rng, 1, canvas=canvas, max_len=max_len,
                                          expl=BLUR_EXPL)[0]
-        blurred = blur_lib.blur(sharp / 255.0, kernel, rng=rng)
+        blurred = motion_blur.blur(sharp / 255.0, kernel, rng=rng)
         folder = os.path.join(root, "test", photo.group)
         for kind, pixels in (("sharp", sharp), ("blur", _to_uint8(blurred))):
             os.makedirs(os.path.join(folder, kind), exist_ok=True)
@@ -212,7 +210,7 @@ def score_image(name: str, detector: detection.Detector, blurred: np.ndarray,
              for c, image in zip(CONDITIONS, (blurred, restored, sharp))}
     matches = {c: detection.match(reference, found[c], iou_threshold) for c in CONDITIONS}
     unit = lambda a: np.asarray(a, np.float32)[None]  # noqa: E731
-    psnr = {c: float(evaluate.psnr(unit(image), unit(sharp))[0])
+    psnr = {c: float(metrics.psnr(unit(image), unit(sharp))[0])
             for c, image in (("blurred", blurred), ("restored", restored))}
     return ImageResult(name, reference, found, matches, psnr)
 
@@ -316,10 +314,10 @@ def read_pair(record: Any, layout: str) -> tuple[np.ndarray, np.ndarray]:
     """(blurred, sharp) uint8 RGB of a `data.ImageRecord`; ValueError if unusable."""
     try:
         if layout == "ab":
-            both = blur_lib.load_rgb8(record.sharp_path)
+            both = images.load_rgb8(record.sharp_path)
             return both[:, :record.width], both[:, record.width:2 * record.width]
-        blurred = blur_lib.load_rgb8(record.blurred_path)
-        sharp = blur_lib.load_rgb8(record.sharp_path)
+        blurred = images.load_rgb8(record.blurred_path)
+        sharp = images.load_rgb8(record.sharp_path)
     except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
         raise ValueError(f"{record.name}: not readable ({type(e).__name__}: {e})") from None
     if blurred.shape != sharp.shape:
@@ -367,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                "See the module doc (deblurgan_jax/detection_benchmark.py) for the protocol, "
                "the built set and the outputs, and deblurgan_jax/detection.py for the detector "
                "interface.")
-    evaluate.add_generator_flags(p)
+    cli.add_generator_flags(p)
     p.add_argument("--out", required=True,
                    help="output folder (created; refused if not empty unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
@@ -391,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true",
                    help="write OUT/pictures/NAME.png: blurred | restored | sharp with boxes")
     p.add_argument("--max-images", type=int, default=0, help="stop after N images (0: all)")
-    evaluate.add_inference_flags(p, default_tile=deblur.DEFAULT_TILE)
+    cli.add_inference_flags(p, default_tile=2048)
     p.add_argument("--noprogress", action="store_true", help="no progress bar")
     return p
 
@@ -419,15 +417,14 @@ def run(args: argparse.Namespace) -> int:
         detector = detection.make_detector(args.detector)
     except detection.DetectorError as e:
         raise CommandError(str(e)) from None
-    params, model_config, provenance = evaluate.load_generator_source(args.workdir, args.which,
-                                                                      args.params)
-    evaluate.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
+    params, model_config, provenance = cli.load_generator_source(args)
+    cli.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
 
     failed: list[str] = []
     stats = data_lib.DataStats()
     if args.data is None:
         photos = bundled_photos() + (folder_photos(args.people) if args.people else [])
-        evaluate.prepare_out_dir(args.out, args.overwrite)
+        cli.prepare_out_dir(args.out, args.overwrite)
         root = os.path.join(args.out, "data")
         if os.path.exists(root):  # a set built before (--overwrite): built again from scratch
             if not os.path.isfile(os.path.join(root, SET_FILE)):
@@ -451,10 +448,10 @@ def run(args: argparse.Namespace) -> int:
         outputs = [os.path.join(args.out, f) for f in REPORT_FILES]
         outputs += [_picture_path(args.out, r.name) for r in records] if args.save_images else []
         _check_inputs_kept([p for r in records for p in (r.blurred_path, r.sharp_path)], outputs)
-        evaluate.prepare_out_dir(args.out, args.overwrite)
+        cli.prepare_out_dir(args.out, args.overwrite)
 
-    generator = evaluate.generator_from_config(model_config)
-    infer = evaluate.make_inference_fn(generator, tile=args.tile or None,
+    generator = models.build_generator(model_config)
+    infer = inference.make_inference_fn(generator, tile=args.tile or None,
                                        overlap=args.tile_overlap,
                                        dropout_seed=args.seed if args.dropout else None)
     results, boxes = [], {}
@@ -466,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
             failed.append(str(e))
             continue
         model_input = images.to_model_input(images.Picture(blurred, None))[None]
-        restored = np.asarray(evaluate.to_uint8_range(infer(params, model_input)[0]), np.uint8)
+        restored = np.asarray(metrics.to_uint8_range(infer(params, model_input)[0]), np.uint8)
         try:
             result = score_image(record.name, detector, blurred, restored, sharp, args.iou)
         except detection.DetectorError as e:
@@ -503,14 +500,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CommandError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return cli.run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

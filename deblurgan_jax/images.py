@@ -194,3 +194,45 @@ def _with_iccp(png: bytes, icc_profile: bytes | None) -> bytes:
         ">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
     end_of_ihdr = 8 + 8 + 13 + 4
     return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def load_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
+    """Reads an image file as (H, W, 3) uint8 RGB, whatever its mode (grayscale, RGBA, 16-bit)."""
+    from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+    with Image.open(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):
+            # 16-bit (and 32-bit integer) grayscale: convert("RGB") would clip, not rescale.
+            values = np.asarray(image, dtype=np.float64)
+            scale = 255.0 / 65535.0 if values.max(initial=0) > 255 or ";16" in image.mode else 1.0
+            gray = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+            return np.repeat(gray[..., None], 3, axis=-1)
+        if image.mode == "F":
+            raise PictureError(f"{path}: floating-point images (mode F, e.g. 32-bit float TIFF) "
+                               f"have no defined 8-bit range; convert it to 8 or 16 bits")
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    source: str  # input file
+    target: str  # output file
+
+
+def plan_jobs(inputs: Sequence[str], out: str) -> tuple[list[Job], list[str]]:
+    """(jobs, missing inputs): files map to OUT/<name>, folders' files to OUT/<relative path>."""
+    jobs, missing = [], []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                found += [os.path.join(dirpath, f) for f in sorted(filenames)
+                          if images.is_image_name(f)]
+            jobs += [Job(f, os.path.join(out, os.path.relpath(f, item))) for f in found]
+        elif os.path.isfile(item):
+            jobs.append(Job(item, os.path.join(out, os.path.basename(item))))
+        else:
+            missing.append(item)
+    return jobs, missing

@@ -16,9 +16,10 @@ border only affects the cropped-away rim).
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -48,34 +49,50 @@ def instance_norm(x: jnp.ndarray, eps: float = INSTANCE_NORM_EPS) -> jnp.ndarray
     return ((x32 - mean) * (1.0 / jnp.sqrt(var + eps))).astype(x.dtype)
 
 
+class InstanceNorm(nn.Module):
+    """`instance_norm` as a module, so that tiled inference can look inside the generator.
+
+    Normally the statistics come from the input itself. Two variable collections change that
+    for `inference.restore_tiled`, which runs the generator tile by tile with the statistics of
+    the whole image: 'norm_stats' ({'mean', 'var'} of shape (N, 1, 1, C)) supplies them, and a
+    mutable 'norm_inputs' collection receives the layer's input (to measure them). Training
+    never passes either, so it costs nothing there.
+    """
+
+    epsilon: float = INSTANCE_NORM_EPS
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        self.sow("norm_inputs", "input", x)
+        if not self.has_variable("norm_stats", "mean"):
+            return instance_norm(x, self.epsilon)
+        mean = self.get_variable("norm_stats", "mean")
+        var = self.get_variable("norm_stats", "var")
+        return ((x.astype(jnp.float32) - mean) * (1.0 / jnp.sqrt(var + self.epsilon))
+                ).astype(x.dtype)
+
+
 def reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
 class ReflectConv(nn.Module):
     """Stride-1 convolution on a reflection-padded input (PyTorch `ReflectionPad2d(k // 2)`
-    followed by `Conv2d(padding=0)`). See `conv_ops` for how the convolution is computed."""
+    followed by `Conv2d(padding=0)`), computed by the `conv_impl` of `conv_ops`."""
 
     features: int
     kernel_size: int
     use_bias: bool = False
     dtype: Dtype = jnp.float32
     kernel_init: Callable = CONV_INIT
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        # A convolution to a handful of channels (the 3-channel head) needs the matmul-form
-        # gradients; wide 3x3 ones (the ResBlocks) use Winograd on CPU; the 7x7 stem runs fast
-        # as an XLA convolution.
-        if self.features <= 8:
-            impl = conv_ops.few_outputs_conv
-        elif self.kernel_size == 3:
-            impl = conv_ops.conv3x3
-        else:
-            impl = conv_ops.xla_conv_valid
+        impl = conv_ops.implementation(self.conv_impl)
         return nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="VALID",
                        use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.kernel_init,
-                       conv_general_dilated=conv_ops.as_lax_conv(impl),
+                       conv_general_dilated=conv_ops.as_lax_conv(impl.reflect_conv),
                        name="conv")(reflect_pad(x, self.kernel_size // 2))
 
 
@@ -83,15 +100,17 @@ class UpConv(nn.Module):
     """PyTorch `ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1, bias=False)`: doubles
     H and W. Same parameter as `nn.ConvTranspose(features, (3, 3), strides=(2, 2),
     padding=((1, 2), (1, 2)), transpose_kernel=True)` (a kernel of shape (3, 3, features, in)),
-    with a fast kernel gradient (`conv_ops.upsample_conv`)."""
+    computed by the `conv_impl` of `conv_ops` (a fast kernel gradient in 'cpu_fast')."""
 
     features: int
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kernel = self.param("kernel", CONV_INIT, (3, 3, self.features, x.shape[-1]))
-        return conv_ops.upsample_conv(x.astype(self.dtype), kernel.astype(self.dtype))
+        upsample = conv_ops.implementation(self.conv_impl).upsample
+        return upsample(x.astype(self.dtype), kernel.astype(self.dtype))
 
 
 class ResnetBlock(nn.Module):
@@ -101,14 +120,15 @@ class ResnetBlock(nn.Module):
     features: int
     dropout_rate: float = 0.5
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
-        y = ReflectConv(self.features, 3, dtype=self.dtype, name="conv_0")(x)
-        y = nn.relu(instance_norm(y))
+        conv = functools.partial(ReflectConv, self.features, 3, dtype=self.dtype,
+                                 conv_impl=self.conv_impl)
+        y = nn.relu(InstanceNorm(name="norm_0")(conv(name="conv_0")(x)))
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        y = ReflectConv(self.features, 3, dtype=self.dtype, name="conv_1")(y)
-        return x + instance_norm(y)
+        return x + InstanceNorm(name="norm_1")(conv(name="conv_1")(y))
 
 
 class ResnetGenerator(nn.Module):
@@ -122,8 +142,13 @@ class ResnetGenerator(nn.Module):
     is exactly the identity (restored = blurred) instead of adding tanh of random features; the
     original initialises it like every conv, N(0, 0.02). Only initialisation differs.
 
+    `conv_impl` ('xla' or 'cpu_fast', see `conv_ops`) chooses how the convolutions are
+    computed; parameters and results are the same (to float rounding).
+
     Call as `apply(variables, x, deterministic=True)`; `deterministic=False` enables dropout and
     needs a `'dropout'` RNG. Input: float NHWC in [-1, 1] with H and W multiples of 4.
+    The three segments `encode`, `block` and `decode` (`apply(..., method=...)`) compose to the
+    same function; tiled inference runs them one at a time.
     """
 
     ngf: int = 64
@@ -133,37 +158,77 @@ class ResnetGenerator(nn.Module):
     out_channels: int = 3
     zero_init_head: bool = False
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
-    @nn.compact
+    def setup(self):
+        # Attribute names are the parameter names (stem, down_1, block_0, ..., head): the layout
+        # of checkpoints, params files and the converters.
+        self.stem = ReflectConv(self.ngf, 7, dtype=self.dtype, conv_impl=self.conv_impl)
+        self.down_1, self.down_2 = (
+            nn.Conv(self.ngf * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                    use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT)
+            for mult in (2, 4))
+        for i in range(self.n_blocks):
+            setattr(self, f"block_{i}", resnet_block_of(self))
+        self.up_1, self.up_2 = (UpConv(self.ngf * mult, dtype=self.dtype,
+                                       conv_impl=self.conv_impl) for mult in (2, 1))
+        head_init = nn.initializers.zeros if self.zero_init_head else CONV_INIT
+        self.head = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype,
+                                kernel_init=head_init, conv_impl=self.conv_impl)
+        self.norms = [InstanceNorm() for _ in range(5)]  # stem, down_1, down_2, up_1, up_2
+
     def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
         if x.ndim != 4:
             raise ValueError(f"ResnetGenerator expects NHWC input, got shape {x.shape}")
         if x.shape[1] % 4 or x.shape[2] % 4:
             raise ValueError(
                 f"ResnetGenerator needs H and W that are multiples of 4 (two stride-2 stages), "
-                f"got {x.shape[1]}x{x.shape[2]}; pad the image (evaluate.py does this for full "
-                f"images) or crop it.")
-        inputs = x
-        h = x.astype(self.dtype)
-        h = nn.relu(instance_norm(ReflectConv(self.ngf, 7, dtype=self.dtype, name="stem")(h)))
-        for i, mult in enumerate((2, 4), start=1):
-            h = nn.Conv(self.ngf * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                        use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT,
-                        name=f"down_{i}")(h)
-            h = nn.relu(instance_norm(h))
+                f"got {x.shape[1]}x{x.shape[2]}; pad the image (inference.restore does this "
+                f"for full images) or crop it.")
+        h = self.encode(x)
         for i in range(self.n_blocks):
-            h = ResnetBlock(self.ngf * 4, self.dropout_rate, dtype=self.dtype,
-                            name=f"block_{i}")(h, deterministic)
-        for i, mult in enumerate((2, 1), start=1):
-            h = UpConv(self.ngf * mult, dtype=self.dtype, name=f"up_{i}")(h)
-            h = nn.relu(instance_norm(h))
-        head_init = nn.initializers.zeros if self.zero_init_head else CONV_INIT
-        h = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype,
-                        kernel_init=head_init, name="head")(h)
-        out = jnp.tanh(h.astype(jnp.float32))
+            h = self.block(i, h, deterministic)
+        return self.decode(h, x)
+
+    def encode(self, x: jnp.ndarray) -> jnp.ndarray:
+        """Stem and the two downsamplings: (N, H, W, 3) -> (N, H/4, W/4, 4 ngf)."""
+        h = nn.relu(self.norms[0](self.stem(x.astype(self.dtype))))
+        h = nn.relu(self.norms[1](self.down_1(h)))
+        return nn.relu(self.norms[2](self.down_2(h)))
+
+    def block(self, i: int, h: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+        """ResBlock `i`."""
+        return getattr(self, f"block_{i}")(h, deterministic)
+
+    def decode(self, h: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+        """The two upsamplings, the head, tanh and ResOut (which needs the input `x`)."""
+        h = nn.relu(self.norms[3](self.up_1(h)))
+        h = nn.relu(self.norms[4](self.up_2(h)))
+        out = jnp.tanh(self.head(h).astype(jnp.float32))
         if self.learn_residual:
-            out = jnp.clip(inputs.astype(jnp.float32) + out, -1.0, 1.0)
+            out = jnp.clip(x.astype(jnp.float32) + out, -1.0, 1.0)
         return out
+
+
+def resnet_block_of(generator: ResnetGenerator) -> ResnetBlock:
+    """The ResBlock of a generator (every block has this configuration and its own params)."""
+    return ResnetBlock(generator.ngf * 4, generator.dropout_rate, dtype=generator.dtype,
+                       conv_impl=generator.conv_impl)
+
+
+def build_generator(model_config: Mapping[str, Any], *, conv_impl: str = "auto",
+                    dtype: Dtype = jnp.float32) -> ResnetGenerator:
+    """The generator of a model config (`GENERATOR_FIELDS`, other keys ignored), with
+    `conv_impl` resolved once here ('auto': see `conv_ops.resolve_conv_impl`)."""
+    return ResnetGenerator(**{k: model_config[k] for k in GENERATOR_FIELDS if k in model_config},
+                           dtype=dtype, conv_impl=conv_ops.resolve_conv_impl(conv_impl, dtype))
+
+
+# The fields of `ResnetGenerator` that define its parameters and function: what params files
+# and checkpoints record about a generator.
+GENERATOR_FIELDS = ("ngf", "n_blocks", "dropout_rate", "learn_residual", "out_channels")
+DEFAULT_GENERATOR_CONFIG = {"ngf": 64, "n_blocks": 9, "dropout_rate": 0.5,
+                            "learn_residual": True, "out_channels": 3}
 
 
 class PatchCritic(nn.Module):
@@ -177,16 +242,18 @@ class PatchCritic(nn.Module):
     ndf: int = 64
     n_layers: int = 3
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        # Convolutions written as matmuls (conv_ops.critic_conv): XLA:CPU computes some of their
-        # gradients, and the gradient penalty's second derivatives, on a very slow path.
+        # 'cpu_fast' writes these convolutions as matmuls (conv_ops.critic_conv): XLA:CPU
+        # computes some of their gradients, and the gradient penalty's second derivatives, on a
+        # very slow path.
+        lax_conv = conv_ops.as_lax_conv(conv_ops.implementation(self.conv_impl).critic_conv,
+                                        strided=True)
         conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
             f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
-            dtype=self.dtype, kernel_init=CONV_INIT,
-            conv_general_dilated=conv_ops.as_lax_conv(conv_ops.critic_conv, strided=True),
-            name=name)
+            dtype=self.dtype, kernel_init=CONV_INIT, conv_general_dilated=lax_conv, name=name)
         h = nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(x.astype(self.dtype)), 0.2)
         mult = 1
         for i in range(1, self.n_layers + 1):
@@ -237,6 +304,7 @@ class VGGFeatures(nn.Module):
     imagenet_normalize: bool = True
     preprocess: str = "torch"
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -255,8 +323,8 @@ class VGGFeatures(nn.Module):
                 continue
             h = nn.Conv(VGG_CHANNELS[name], (3, 3), padding=((1, 1), (1, 1)),
                         dtype=self.dtype, kernel_init=CONV_INIT,
-                        conv_general_dilated=conv_ops.as_lax_conv(conv_ops.vgg_conv,
-                                                                  strided=True),
+                        conv_general_dilated=conv_ops.as_lax_conv(
+                            conv_ops.implementation(self.conv_impl).vgg_conv, strided=True),
                         name=name)(h)
             if name == self.layer and not self.after_relu:
                 return h.astype(jnp.float32)
@@ -344,6 +412,6 @@ def count_params(params: Any) -> int:
 
 
 __all__: Sequence[str] = (
-    "ResnetGenerator", "PatchCritic", "VGGFeatures", "instance_norm", "load_vgg_params",
+    "ResnetGenerator", "build_generator", "InstanceNorm", "PatchCritic", "VGGFeatures", "instance_norm", "load_vgg_params",
     "read_vgg_npz", "normalize_for_vgg", "count_params", "VGGWeightsMissing",
 )

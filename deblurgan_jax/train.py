@@ -16,8 +16,11 @@ from __future__ import annotations
 import functools
 import math
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
 from typing import Any, Callable, Mapping
 
 import flax
@@ -28,7 +31,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from deblurgan_jax import evaluate, losses, models
+from deblurgan_jax import checkpoints, conv_ops, inference, losses, models
+from deblurgan_jax import config as config_lib
+from deblurgan_jax import metrics as image_metrics
 
 # --------------------------------------------------------------------------------------------
 # State and models.
@@ -61,21 +66,25 @@ def compute_dtype(config: ml_collections.ConfigDict) -> Any:
     return names[config.compute_dtype]
 
 
-def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "torch"
-                    ) -> Networks:
+def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "torch",
+                    backend: str | None = None) -> Networks:
+    """The run's networks, with `config.model.conv_impl` resolved once here ('auto': see
+    `conv_ops.resolve_conv_impl`; `backend` defaults to JAX's default backend)."""
     dtype = compute_dtype(config)
     m = config.model
+    conv_impl = conv_ops.resolve_conv_impl(m.get("conv_impl", "auto"), dtype, backend)
     generator = models.ResnetGenerator(ngf=m.ngf, n_blocks=m.n_blocks,
                                        dropout_rate=m.dropout_rate,
                                        learn_residual=m.learn_residual,
-                                       zero_init_head=m.get("zero_init_head", False), dtype=dtype)
-    critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype)
+                                       zero_init_head=m.get("zero_init_head", False), dtype=dtype,
+                                       conv_impl=conv_impl)
+    critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype, conv_impl=conv_impl)
     features = None
     if config.loss.content == "perceptual":
         features = models.VGGFeatures(arch=config.loss.vgg_arch, layer=config.loss.vgg_layer,
                                       after_relu=config.loss.vgg_after_relu,
                                       imagenet_normalize=config.loss.vgg_imagenet_normalize,
-                                      preprocess=vgg_preprocess, dtype=dtype)
+                                      preprocess=vgg_preprocess, dtype=dtype, conv_impl=conv_impl)
     return Networks(generator, critic, features)
 
 
@@ -228,8 +237,8 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     g_updates, g_opt_state = tx.update(g_grads, _set_lr(state.g_opt_state, lr), state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
 
-    restored_psnr = evaluate.psnr(evaluate.to_uint8_range(fake),
-                                  evaluate.to_uint8_range(g_sharp))
+    restored_psnr = image_metrics.psnr(image_metrics.to_uint8_range(fake),
+                                      image_metrics.to_uint8_range(g_sharp))
     metrics = {**d_metrics, **g_metrics, "lr": lr, "train_psnr": jnp.mean(restored_psnr),
                "g_grad_norm": optax.tree.norm(g_grads)}
     metrics = pmean(metrics)
@@ -246,140 +255,30 @@ def make_train_step(config: ml_collections.ConfigDict, networks: Networks
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints.
-
-
-def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
-    """Orbax manager keeping the latest `max_to_keep` checkpoints plus the best by eval PSNR.
-
-    Saves are asynchronous and atomic: a save killed half-way leaves a temporary folder that
-    restore ignores, so the latest complete checkpoint is always the one restored.
-    """
-    import orbax.checkpoint as ocp
-
-    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
-        ocp.checkpoint_managers.LatestN(n=int(config.max_to_keep)),
-        ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m["eval_psnr"], n=1,
-                                      keep_checkpoints_without_metrics=False),
-    ])
-    # best_fn is what makes Orbax store a checkpoint's metrics (read back by `best_step`).
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
-                                           best_fn=lambda m: m["eval_psnr"], best_mode="max",
-                                           enable_async_checkpointing=True)
-    # Orbax needs an absolute path (a relative one fails later, in its async thread).
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                 options=options)
-
-
-def save_checkpoint(manager, state: TrainState, metrics: Mapping[str, float] | None = None
-                    ) -> None:
-    """Saves one copy of `state` (single-device, or global arrays replicated over a mesh: every
-    process calls this, Orbax writes each array once)."""
-    import orbax.checkpoint as ocp
-
-    manager.save(_local_int(state.step), args=ocp.args.StandardSave(
-        flax.serialization.to_state_dict(state)), metrics=metrics)
-
-
-def _local_int(x: Any) -> int:
-    """A replicated scalar as an int, read from this process's own copy."""
-    if isinstance(x, jax.Array):
-        x = x.addressable_shards[0].data
-    return int(np.asarray(x).reshape(-1)[0])
-
-
-def restore_checkpoint(manager, template: TrainState, step: int | None = None) -> TrainState:
-    """Restores `step` (default: the latest complete checkpoint) into the shapes of `template`."""
-    import orbax.checkpoint as ocp
-
-    step = manager.latest_step() if step is None else step
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                    flax.serialization.to_state_dict(template))
-    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-    return flax.serialization.from_state_dict(template, restored)
-
-
-CONFIG_FILE = "config.json"
-
-
-def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a training run in `workdir` was started with."""
-    import json
-
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: {workdir} is not a deblurgan-jax training "
-                                f"directory (train.py writes {CONFIG_FILE} when it starts)")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
-
-
-def load_generator_from_workdir(workdir: str, which: str = "latest"
-                                ) -> tuple[Any, dict[str, Any], int]:
-    """Generator params of a training run's 'latest' or 'best' (eval PSNR) checkpoint.
-
-    Returns `(params, model_config, step)`, model_config holding the `ResnetGenerator` fields
-    (as `export.save_generator` takes them). Only the generator is restored.
-    """
-    import orbax.checkpoint as ocp
-
-    if which not in ("latest", "best"):
-        raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
-    config = read_workdir_config(workdir)
-    manager = checkpoint_manager(workdir, config)
-    try:
-        step = manager.latest_step() if which == "latest" else best_step(manager)
-        if step is None:
-            raise FileNotFoundError(
-                f"no {'evaluated ' if which == 'best' else ''}checkpoint in "
-                f"{os.path.join(workdir, 'checkpoints')}"
-                + (" (the best one needs config.eval_every > 0)" if which == "best" else ""))
-        networks = create_networks(config)
-        template = jax.eval_shape(lambda: create_train_state(config, networks))
-        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        # Restore only the generator: the rest of the tree is skipped.
-        target = {"g_params": flax.serialization.to_state_dict(template)["g_params"]}
-        restore_args = jax.tree_util.tree_map(
-            lambda s: ocp.ArrayRestoreArgs(sharding=sharding, dtype=s.dtype), target)
-        restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-            target, restore_args=restore_args, partial_restore=True))
-    finally:
-        manager.close()
-    m = config.model
-    model_config = {"ngf": m.ngf, "n_blocks": m.n_blocks, "dropout_rate": m.dropout_rate,
-                    "learn_residual": m.learn_residual, "out_channels": 3}
-    return restored["g_params"], model_config, int(step)
-
-
-def best_step(manager) -> int | None:
-    """The step of the checkpoint with the highest eval PSNR, if any was evaluated."""
-    best, best_psnr = None, -math.inf
-    for step in manager.all_steps():
-        metrics = manager.metrics(step)
-        if metrics and metrics.get("eval_psnr", -math.inf) > best_psnr:
-            best, best_psnr = step, metrics["eval_psnr"]
-    return best
-
-
-# --------------------------------------------------------------------------------------------
 # Evaluation during training.
 
 
 def evaluate_generator(generator: models.ResnetGenerator, g_params: Any, eval_batches,
-                       max_images: int = 0, num_summaries: int = 0
+                       max_images: int = 0, num_summaries: int = 0,
+                       stop: Callable[[], bool] = lambda: False
                        ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """PSNR/SSIM of the blurred inputs and the restored outputs on full eval images."""
-    restore = evaluate.make_restore_fn(generator)
+    """PSNR/SSIM of the blurred inputs and the restored outputs on full eval images.
+
+    `stop()` is checked between images; when it turns true the evaluation is abandoned and
+    returns no metrics (a partial mean must not pick the best checkpoint)."""
+    restore = inference.make_restore_fn(generator)
     rows, grids = [], []
     for batch in eval_batches:
+        if stop():
+            return {}, []
         blurred = jnp.asarray(batch["blurred"])
-        sharp = evaluate.to_uint8_range(jnp.asarray(batch["sharp"]))
-        restored = evaluate.to_uint8_range(restore(g_params, blurred))
-        blurred8 = evaluate.to_uint8_range(blurred)
-        rows.append(np.stack([np.asarray(evaluate.psnr(blurred8, sharp)),
-                              np.asarray(evaluate.psnr(restored, sharp)),
-                              np.asarray(evaluate.ssim(blurred8, sharp)),
-                              np.asarray(evaluate.ssim(restored, sharp))], axis=1))
+        sharp = image_metrics.to_uint8_range(jnp.asarray(batch["sharp"]))
+        restored = image_metrics.to_uint8_range(restore(g_params, blurred))
+        blurred8 = image_metrics.to_uint8_range(blurred)
+        rows.append(np.stack([np.asarray(image_metrics.psnr(blurred8, sharp)),
+                              np.asarray(image_metrics.psnr(restored, sharp)),
+                              np.asarray(image_metrics.ssim(blurred8, sharp)),
+                              np.asarray(image_metrics.ssim(restored, sharp))], axis=1))
         for i in range(blurred.shape[0]):
             if len(grids) < num_summaries:
                 grids.append(np.concatenate([np.asarray(blurred8[i]), np.asarray(restored[i]),
@@ -390,7 +289,11 @@ def evaluate_generator(generator: models.ResnetGenerator, g_params: Any, eval_ba
         return {}, grids
     table = np.concatenate(rows)[:max_images or None]
     names = ("eval_psnr_blurred", "eval_psnr", "eval_ssim_blurred", "eval_ssim")
-    return {n: float(v) for n, v in zip(names, table.mean(axis=0))}, grids
+    # SSIM is undefined (NaN) on images below its 11x11 window: averaged over the others.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column of NaN only stays NaN
+        means = np.nanmean(table, axis=0)
+    return {n: float(v) for n, v in zip(names, means)}, grids
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,6 +328,60 @@ def _mean_metrics(host_metrics: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in host_metrics])) for k in host_metrics[0]}
 
 
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C (SIGINT) or SIGTERM; `step` is what the run directory holds."""
+
+    def __init__(self, step: int, saved: bool):
+        self.step, self.saved = step, saved
+        super().__init__(f"interrupted at step {step}; "
+                         + ("a checkpoint of it was saved" if saved else
+                            "the latest checkpoint is kept")
+                         + ": run the same command to resume")
+
+
+class StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so a stop never cuts a
+    step or a checkpoint save in half. A second Ctrl-C exits at once (130): the checkpoints on
+    disk are complete, since Orbax writes each into a temporary folder and renames it."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        del frame
+        if self.requested and signum == signal.SIGINT:
+            sys.stderr.write("\nsecond Ctrl-C: stopped without saving; the latest complete "
+                             "checkpoint is kept\n")
+            sys.stderr.flush()
+            os._exit(130)
+        self.requested = True
+        sys.stderr.write("\nstopping after the current step (Ctrl-C again to stop now)\n")
+        sys.stderr.flush()
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _prepare_workdir(workdir: str) -> None:
+    """RunError for a workdir that cannot be a folder (it, or a parent, is a file)."""
+    path = os.path.abspath(workdir)
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise checkpoints.RunError(f"--workdir {workdir}: {path} is a file, not a folder")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        progress: bool = True) -> TrainState:
     """Trains to `config.num_steps`, resuming from the latest checkpoint in `workdir`.
@@ -433,30 +390,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     parallel.py) and, with `config.distributed`, on several processes: every process runs this
     function; each reads its slice of every global batch and only process 0 writes the config,
     TensorBoard summaries, images and messages. Returns one (unreplicated) copy of the state.
+
+    Nothing is written to `workdir` before the config is validated and, on a resume, compared
+    with the run's stored config (config_lib.ConfigError names the fields). SIGINT/SIGTERM stop
+    the run after the current step, with a checkpoint of it: `Interrupted`.
     """
     from deblurgan_jax import data, parallel  # TensorFlow only where data is needed.
     from flax.metrics import tensorboard
     from tqdm import tqdm
 
+    config_lib.validate(config)
+    _prepare_workdir(workdir)
     parallel.initialize_distributed(config.distributed)  # before JAX touches a device
     plan = parallel.create(config)
     is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    feature_params, preprocess = load_feature_params(config)
     if is_main:
         # The run's config, read back by evaluate/export to rebuild the networks.
-        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    feature_params, preprocess = load_feature_params(config)
+        checkpoints.record_run_config(workdir, config)
     feature_params = plan.replicate(feature_params)
     networks = create_networks(config, preprocess)
     # One copy (the checkpoint layout) to restore into, then the driver's layout.
     state = plan.place_single_copy(create_train_state(config, networks))
-    manager = checkpoint_manager(workdir, config)
-    if manager.latest_step() is not None:
-        state = restore_checkpoint(manager, state)
+    manager = checkpoints.checkpoint_manager(workdir, config.max_to_keep)
+    latest = manager.latest_step()
+    if latest is not None:
+        try:
+            state = checkpoints.restore_checkpoint(manager, state)
+        except Exception as e:  # Orbax raises many types for a checkpoint that does not fit.
+            manager.close()
+            raise checkpoints.RunError(
+                f"checkpoint {latest} in {os.path.join(workdir, checkpoints.CHECKPOINT_DIR)} "
+                f"cannot be restored ({type(e).__name__}: {str(e)[:300]}); it may be damaged. "
+                f"Delete that step's folder to resume from an earlier one.") from None
         if is_main:
-            print(f"resumed from step {_local_int(state.step)} in {workdir}", flush=True)
-    start = _local_int(state.step)
+            print(f"resumed from step {checkpoints.local_int(state.step)} in {workdir}",
+                  flush=True)
+    start = checkpoints.local_int(state.step)
     state = plan.from_single_copy(state)
     writer = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard")) if is_main else None
     if writer is not None and start == 0:
@@ -492,65 +462,76 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     bar = tqdm(total=config.num_steps, initial=start, disable=not (progress and is_main),
                desc="train", unit="step", dynamic_ncols=True)
     last_log, last_time, in_flight, done_metrics = start, time.perf_counter(), None, []
-    try:
-        for step in range(start, config.num_steps):
-            state, metrics = step_fn(state, next_batch(), feature_params)
-            # Keep one step in flight and no more, so the progress bar and its ETA show
-            # computed steps, not dispatched ones.
-            if in_flight is not None:
-                done_metrics.append(_host_metrics(plan.local_copy(in_flight)))
-            in_flight = metrics
-            bar.update(1)
-            done = step + 1
-            if done % config.log_every == 0 or done == config.num_steps:
-                done_metrics.append(_host_metrics(plan.local_copy(in_flight)))
-                in_flight = None
-                summary = _mean_metrics(done_metrics)
-                done_metrics = []
-                check_finite(summary, done)
-                now = time.perf_counter()
-                summary["steps_per_second"] = (done - last_log) / max(now - last_time, 1e-9)
-                last_log, last_time = done, now
-                if writer is not None:
-                    for k, v in summary.items():
-                        writer.scalar(f"train/{k}", v, done)
-                    writer.flush()
-                log(f"step {done}: " + ", ".join(
-                    f"{k} {summary[k]:.4g}" for k in ("d_loss", "gradient_penalty", "wasserstein",
-                                                      "g_adversarial", "g_content",
-                                                      "train_psnr", "lr") if k in summary))
-            eval_metrics = None
-            if config.eval_every and (done % config.eval_every == 0
-                                      or done == config.num_steps):
-                # Every process evaluates (the same numbers) so that all of them hand Orbax
-                # the same metrics for its best-checkpoint bookkeeping.
-                eval_metrics, grids = evaluate_generator(
-                    networks.generator, plan.local_copy(state.g_params), eval_batches(),
-                    config.eval_max_images, config.num_image_summaries)
-                if writer is not None and eval_metrics:
-                    for k, v in eval_metrics.items():
-                        writer.scalar(f"eval/{k}", v, done)
-                    for i, grid in enumerate(grids):
-                        writer.image(f"eval/blurred_restored_sharp_{i}", grid, done)
-                    writer.flush()
-                if eval_metrics:
-                    log(f"eval at step {done}: PSNR blurred "
-                        f"{eval_metrics['eval_psnr_blurred']:.2f} dB -> restored "
-                        f"{eval_metrics['eval_psnr']:.2f} dB, SSIM "
-                        f"{eval_metrics['eval_ssim_blurred']:.4f} -> "
-                        f"{eval_metrics['eval_ssim']:.4f}")
-            if (done % config.checkpoint_every == 0 or done == config.num_steps
-                    or eval_metrics):
-                # Never checkpoint a state whose losses were not checked.
+    saved_step, done = start, start
+    with StopRequests() as stop:
+        try:
+            for step in range(start, config.num_steps):
+                if stop.requested:
+                    break
+                state, metrics = step_fn(state, next_batch(), feature_params)
+                # Keep one step in flight and no more, so the progress bar and its ETA show
+                # computed steps, not dispatched ones.
                 if in_flight is not None:
-                    check_finite(_host_metrics(plan.local_copy(in_flight)), done)
-                save_checkpoint(manager, plan.to_single_copy(state), eval_metrics)
-    finally:
-        bar.close()
-        manager.wait_until_finished()
-        manager.close()
-        if writer is not None:
-            writer.close()
+                    done_metrics.append(_host_metrics(plan.local_copy(in_flight)))
+                in_flight = metrics
+                bar.update(1)
+                done = step + 1
+                if done % config.log_every == 0 or done == config.num_steps:
+                    done_metrics.append(_host_metrics(plan.local_copy(in_flight)))
+                    in_flight = None
+                    summary = _mean_metrics(done_metrics)
+                    done_metrics = []
+                    check_finite(summary, done)
+                    now = time.perf_counter()
+                    summary["steps_per_second"] = (done - last_log) / max(now - last_time, 1e-9)
+                    last_log, last_time = done, now
+                    if writer is not None:
+                        for k, v in summary.items():
+                            writer.scalar(f"train/{k}", v, done)
+                        writer.flush()
+                    log(f"step {done}: " + ", ".join(
+                        f"{k} {summary[k]:.4g}" for k in ("d_loss", "gradient_penalty",
+                                                          "wasserstein", "g_adversarial",
+                                                          "g_content", "train_psnr", "lr")
+                        if k in summary))
+                eval_metrics = None
+                if config.eval_every and (done % config.eval_every == 0
+                                          or done == config.num_steps) and not stop.requested:
+                    # Every process evaluates (the same numbers) so that all of them hand Orbax
+                    # the same metrics for its best-checkpoint bookkeeping.
+                    eval_metrics, grids = evaluate_generator(
+                        networks.generator, plan.local_copy(state.g_params), eval_batches(),
+                        config.eval_max_images, config.num_image_summaries,
+                        stop=lambda: stop.requested)
+                    if writer is not None and eval_metrics:
+                        for k, v in eval_metrics.items():
+                            writer.scalar(f"eval/{k}", v, done)
+                        for i, grid in enumerate(grids):
+                            writer.image(f"eval/blurred_restored_sharp_{i}", grid, done)
+                        writer.flush()
+                    if eval_metrics:
+                        log(f"eval at step {done}: PSNR blurred "
+                            f"{eval_metrics['eval_psnr_blurred']:.2f} dB -> restored "
+                            f"{eval_metrics['eval_psnr']:.2f} dB, SSIM "
+                            f"{eval_metrics['eval_ssim_blurred']:.4f} -> "
+                            f"{eval_metrics['eval_ssim']:.4f}")
+                if (done % config.checkpoint_every == 0 or done == config.num_steps
+                        or eval_metrics or stop.requested):
+                    # Never checkpoint a state whose losses were not checked.
+                    if in_flight is not None:
+                        check_finite(_host_metrics(plan.local_copy(in_flight)), done)
+                    checkpoints.save_checkpoint(manager, plan.to_single_copy(state),
+                                                eval_metrics or None)
+                    saved_step = done
+        finally:
+            bar.close()
+            train_batches.close()
+            manager.wait_until_finished()
+            manager.close()
+            if writer is not None:
+                writer.close()
+        if stop.requested:
+            raise Interrupted(done, saved=saved_step == done and done > start)
     stats = train_batches.stats
     if is_main and (stats.unreadable or stats.padded or stats.replaced or stats.dropped):
         print(f"training data: {stats.summary()}", flush=True)

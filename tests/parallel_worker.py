@@ -114,6 +114,7 @@ def equivalence() -> tuple[dict, dict]:
 
 def equivalence_config(critic_batches: str = "shared"):
     config = tiny.get_config()
+    config.model.conv_impl = "xla"  # see test_parallel._env
     config.model.dropout_rate = 0.0
     config.batch_size = 8
     config.critic_batches = critic_batches
@@ -129,15 +130,15 @@ def checkpoint(workdir: str, states: dict) -> dict:
     for driver, (plan, state) in states.items():
         run_dir = os.path.join(workdir, driver)
         trained = flat_params(plan.local_copy(state))
-        manager = train.checkpoint_manager(run_dir, config)
-        train.save_checkpoint(manager, plan.to_single_copy(state))
+        manager = checkpoints.checkpoint_manager(run_dir, config)
+        checkpoints.save_checkpoint(manager, plan.to_single_copy(state))
         manager.wait_until_finished()
         result = {"latest_step": manager.latest_step()}
         for n in (1, 4):
             config.parallel, config.num_devices = driver, n
             plan_n = parallel.create(config)
             template = plan_n.place_single_copy(train.create_train_state(config, networks))
-            restored = plan_n.from_single_copy(train.restore_checkpoint(manager, template))
+            restored = plan_n.from_single_copy(checkpoints.restore_checkpoint(manager, template))
             result[f"restored_on_{n}"] = {
                 "driver": plan_n.driver,
                 "max_param_diff": max_diff(flat_params(plan_n.local_copy(restored)), trained),
@@ -157,7 +158,8 @@ def train_runs(workdir: str, out_prefix: str, drivers: str, overrides: list[str]
     `{out_prefix}{driver}.npz` and says which files this process wrote."""
     results = {}
     for driver in drivers.split(","):
-        config = apply_overrides(tiny.get_config(), overrides + [f"parallel={driver}"])
+        config = apply_overrides(tiny.get_config(), overrides + [f"parallel={driver}",
+                                                                 "model.conv_impl=xla"])
         # The first call starts jax.distributed: nothing may touch JAX's backend before it.
         state = train.train_and_evaluate(config, os.path.join(workdir, driver), progress=False)
         np.savez(f"{out_prefix}{driver}.npz", **flat_params(state))

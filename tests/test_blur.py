@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import ndimage, signal
 
 from deblurgan_jax import blur as blur_lib
+from deblurgan_jax import images, motion_blur
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small settings for properties that do not need the original's defaults.
@@ -42,7 +43,7 @@ def _reference_kernel(positions: np.ndarray, fraction: float, canvas: int) -> np
 
 @pytest.mark.parametrize("expl", [None, 0.0, 0.005, 0.1])
 def test_trajectory_length_is_max_len(expl):
-    traj = blur_lib.sample_trajectories(_rng(), 16, expl=expl)  # original defaults
+    traj = motion_blur.sample_trajectories(_rng(), 16, expl=expl)  # original defaults
     assert traj.shape == (16, 2000) and traj.dtype == np.complex128
     length = np.abs(np.diff(traj, axis=1)).sum(axis=1)
     np.testing.assert_allclose(length, 60.0, rtol=0.01)
@@ -51,7 +52,7 @@ def test_trajectory_length_is_max_len(expl):
 def test_trajectories_are_centred_inside_the_canvas():
     # expl=0 gives straight lines, the widest trajectories: the worst case for clipping.
     for expl in (None, 0.0):
-        traj = blur_lib.sample_trajectories(_rng(1), 400, expl=expl)
+        traj = motion_blur.sample_trajectories(_rng(1), 400, expl=expl)
         assert traj.real.min() >= 0 and traj.imag.min() >= 0
         assert traj.real.max() <= 63 and traj.imag.max() <= 63
         box_centre_col = (traj.real.min(1) + traj.real.max(1)) / 2
@@ -60,30 +61,30 @@ def test_trajectories_are_centred_inside_the_canvas():
         assert np.all(np.abs(box_centre_row - 32) <= 1.5)
         # No clipping loss: the splatted mass is exactly the exposure before normalisation,
         # so the normalised kernel matches a loop that drops nothing, and the rim is empty.
-        kernels = blur_lib.trajectories_to_kernels(traj[:8], 64, fractions=(1.0,))[:, 0]
+        kernels = motion_blur.trajectories_to_kernels(traj[:8], 64, fractions=(1.0,))[:, 0]
         assert np.all(kernels[:, 0, :] == 0) and np.all(kernels[:, :, 0] == 0)
 
 
 def test_trajectory_too_long_for_canvas_is_rejected():
     with pytest.raises(ValueError, match="max_len"):
-        blur_lib.sample_trajectories(_rng(), 2, canvas=32, max_len=40)
+        motion_blur.sample_trajectories(_rng(), 2, canvas=32, max_len=40)
 
 
 def test_same_seed_same_output_different_seed_differs():
-    a = blur_lib.sample_trajectories(_rng(7), 4, **SMALL)
-    b = blur_lib.sample_trajectories(_rng(7), 4, **SMALL)
-    c = blur_lib.sample_trajectories(_rng(8), 4, **SMALL)
+    a = motion_blur.sample_trajectories(_rng(7), 4, **SMALL)
+    b = motion_blur.sample_trajectories(_rng(7), 4, **SMALL)
+    c = motion_blur.sample_trajectories(_rng(8), 4, **SMALL)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
-    ka = blur_lib.sample_kernels(_rng(7), 4, **SMALL)
-    np.testing.assert_array_equal(ka, blur_lib.sample_kernels(_rng(7), 4, **SMALL))
-    assert not np.allclose(ka, blur_lib.sample_kernels(_rng(8), 4, **SMALL))
+    ka = motion_blur.sample_kernels(_rng(7), 4, **SMALL)
+    np.testing.assert_array_equal(ka, motion_blur.sample_kernels(_rng(7), 4, **SMALL))
+    assert not np.allclose(ka, motion_blur.sample_kernels(_rng(8), 4, **SMALL))
 
 
 def test_global_numpy_rng_is_not_used():
     np.random.seed(123)
     before = np.random.get_state()[1].copy()
-    blur_lib.sample_kernels(_rng(), 3, **SMALL)
+    motion_blur.sample_kernels(_rng(), 3, **SMALL)
     np.testing.assert_array_equal(np.random.get_state()[1], before)
 
 
@@ -91,8 +92,8 @@ def test_global_numpy_rng_is_not_used():
 
 
 def test_kernels_are_non_negative_and_sum_to_one_for_every_fraction():
-    traj = blur_lib.sample_trajectories(_rng(2), 32)
-    kernels = blur_lib.trajectories_to_kernels(traj, 64)
+    traj = motion_blur.sample_trajectories(_rng(2), 32)
+    kernels = motion_blur.trajectories_to_kernels(traj, 64)
     assert kernels.shape == (32, 4, 64, 64) and kernels.dtype == np.float32
     assert kernels.min() >= 0
     np.testing.assert_allclose(kernels.sum(axis=(2, 3)), 1.0, atol=1e-5)
@@ -102,12 +103,12 @@ def test_each_fraction_is_its_own_kernel():
     """Regression for the original generate_PSF.py, which carries one buffer across fractions
     and divides every kernel by the full length (they sum to the fraction, not 1). Here each
     fraction's kernel is the splat of exactly its own first fraction * iters samples."""
-    traj = blur_lib.sample_trajectories(_rng(3), 6, **SMALL)
+    traj = motion_blur.sample_trajectories(_rng(3), 6, **SMALL)
     fractions = (1 / 100, 1 / 10, 1 / 2, 1)
-    together = blur_lib.trajectories_to_kernels(traj, 32, fractions=fractions)
+    together = motion_blur.trajectories_to_kernels(traj, 32, fractions=fractions)
     np.testing.assert_allclose(together.sum(axis=(2, 3)), 1.0, atol=1e-5)
     for k, fraction in enumerate(fractions):
-        alone = blur_lib.trajectories_to_kernels(traj, 32, fractions=(fraction,))[:, 0]
+        alone = motion_blur.trajectories_to_kernels(traj, 32, fractions=(fraction,))[:, 0]
         np.testing.assert_array_equal(together[:, k], alone)
         for i in range(2):
             np.testing.assert_allclose(together[i, k],
@@ -119,12 +120,12 @@ def test_each_fraction_is_its_own_kernel():
 
 
 def test_sample_kernels_picks_one_of_the_dataset_fractions():
-    kernels = blur_lib.sample_kernels(_rng(4), 12, **SMALL)
+    kernels = motion_blur.sample_kernels(_rng(4), 12, **SMALL)
     assert kernels.shape == (12, 32, 32) and kernels.dtype == np.float32
     # Same generator state -> same trajectories (drawn first), so each sampled kernel must be
     # one of that trajectory's kernels at fractions 1/10, 1/2, 1.
-    traj = blur_lib.sample_trajectories(_rng(4), 12, **SMALL)
-    candidates = blur_lib.trajectories_to_kernels(traj, 32, fractions=blur_lib.DATASET_FRACTIONS)
+    traj = motion_blur.sample_trajectories(_rng(4), 12, **SMALL)
+    candidates = motion_blur.trajectories_to_kernels(traj, 32, fractions=blur_lib.DATASET_FRACTIONS)
     distance = np.abs(candidates - kernels[:, None]).max(axis=(2, 3))
     assert np.all(distance.min(axis=1) < 1e-6)
 
@@ -132,9 +133,9 @@ def test_sample_kernels_picks_one_of_the_dataset_fractions():
 def test_kernels_reject_positions_off_the_canvas():
     traj = np.array([[1 + 1j, 40 + 1j]])
     with pytest.raises(ValueError, match="canvas"):
-        blur_lib.trajectories_to_kernels(traj, 32, fractions=(1.0,))
+        motion_blur.trajectories_to_kernels(traj, 32, fractions=(1.0,))
     with pytest.raises(ValueError, match="fractions"):
-        blur_lib.trajectories_to_kernels(traj, 64, fractions=(0.0,))
+        motion_blur.trajectories_to_kernels(traj, 64, fractions=(0.0,))
 
 
 # ----------------------------------------------------------------------------- blur
@@ -148,8 +149,8 @@ def _random_kernel(shape, seed=0):
 @pytest.mark.parametrize("shape", [(37, 41), (37, 41, 3)])
 def test_blurring_a_constant_image_returns_it(shape):
     image = np.full(shape, 0.73)
-    kernel = blur_lib.sample_kernels(_rng(), 1)[0]  # 64x64, larger than the image
-    out = blur_lib.blur(image, kernel)
+    kernel = motion_blur.sample_kernels(_rng(), 1)[0]  # 64x64, larger than the image
+    out = motion_blur.blur(image, kernel)
     assert out.shape == shape and out.dtype == np.float32
     np.testing.assert_allclose(out, 0.73, rtol=1e-6)
 
@@ -159,8 +160,8 @@ def test_delta_kernel_returns_the_input(size):
     image = _rng().random((50, 60, 3)) * 255
     delta = np.zeros((size, size))
     delta[(size - 1) // 2, (size - 1) // 2] = 1
-    np.testing.assert_allclose(blur_lib.blur(image, delta), image, atol=1e-5 * 255)
-    np.testing.assert_allclose(blur_lib.blur(image[..., 0] / 255, delta), image[..., 0] / 255,
+    np.testing.assert_allclose(motion_blur.blur(image, delta), image, atol=1e-5 * 255)
+    np.testing.assert_allclose(motion_blur.blur(image[..., 0] / 255, delta), image[..., 0] / 255,
                                atol=1e-5)
 
 
@@ -168,7 +169,7 @@ def test_delta_kernel_returns_the_input(size):
 def test_blur_matches_scipy_in_the_interior(kernel_shape):
     image = _rng(1).random((150, 140))
     kernel = _random_kernel(kernel_shape, seed=2)
-    out = blur_lib.blur(image, kernel)
+    out = motion_blur.blur(image, kernel)
     kh, kw = kernel_shape
     interior = (slice(kh, -kh), slice(kw, -kw))
     expected = signal.convolve2d(image, kernel, mode="same")
@@ -177,7 +178,7 @@ def test_blur_matches_scipy_in_the_interior(kernel_shape):
         expected = ndimage.convolve(image, kernel)
         np.testing.assert_allclose(out[interior], expected[interior], atol=1e-4)
     # Every channel is blurred alike.
-    colour = blur_lib.blur(np.stack([image, 2 * image], axis=-1), kernel)
+    colour = motion_blur.blur(np.stack([image, 2 * image], axis=-1), kernel)
     np.testing.assert_allclose(colour[..., 1], 2 * out, rtol=1e-5, atol=1e-6)
 
 
@@ -187,7 +188,7 @@ def test_blur_is_a_true_convolution():
     image[10, 10] = 1
     kernel = np.zeros((5, 5))
     kernel[0, 4], kernel[2, 2] = 0.25, 0.75
-    out = blur_lib.blur(image, kernel)
+    out = motion_blur.blur(image, kernel)
     np.testing.assert_allclose(out[8:13, 8:13], kernel, atol=1e-6)
 
 
@@ -195,9 +196,9 @@ def test_blur_noise_needs_a_generator_and_is_seeded():
     image = np.full((64, 64), 0.5)
     delta = np.ones((1, 1))
     with pytest.raises(ValueError, match="rng"):
-        blur_lib.blur(image, delta, noise_std=0.1)
-    a = blur_lib.blur(image, delta, noise_std=0.1, rng=_rng(5))
-    np.testing.assert_array_equal(a, blur_lib.blur(image, delta, noise_std=0.1, rng=_rng(5)))
+        motion_blur.blur(image, delta, noise_std=0.1)
+    a = motion_blur.blur(image, delta, noise_std=0.1, rng=_rng(5))
+    np.testing.assert_array_equal(a, motion_blur.blur(image, delta, noise_std=0.1, rng=_rng(5)))
     assert abs(float(np.std(a)) - 0.1) < 0.01
 
 
@@ -210,12 +211,12 @@ def test_blur_noise_needs_a_generator_and_is_seeded():
 ])
 def test_blur_rejects_bad_kernels(kernel, message):
     with pytest.raises(ValueError, match=message):
-        blur_lib.blur(np.zeros((8, 8)), kernel)
+        motion_blur.blur(np.zeros((8, 8)), kernel)
 
 
 def test_blur_rejects_bad_images():
     with pytest.raises(ValueError, match="image"):
-        blur_lib.blur(np.zeros(8), np.ones((1, 1)))
+        motion_blur.blur(np.zeros(8), np.ones((1, 1)))
 
 
 # ----------------------------------------------------------------------------- command line

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from deblurgan_jax import convert, export, models
+from deblurgan_jax import checkpoints, convert, export, models, torch_weights
 import torch_reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,10 +34,10 @@ def test_generator_pth_round_trip_via_cli(tmp_path, small_generator):
     out = tmp_path / "g.msgpack"
     r = _cli("generator", "--pth", str(pth), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    params, cfg = export.load_generator(str(out))
+    params, cfg = checkpoints.load_generator(str(out))
     assert cfg["ngf"] == 8 and cfg["n_blocks"] == 3 and cfg["learn_residual"] is True
     # The Python API gives the same params.
-    direct = convert.load_deblurgan_generator(str(pth))
+    direct = torch_weights.load_deblurgan_generator(str(pth))
     for a, b in zip(jax_leaves(direct), jax_leaves(params)):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 48, 64, 3)).astype(np.float32)
@@ -64,8 +64,8 @@ def test_one_conv_2019_checkpoint_is_refused(tmp_path):
     net = ref.ResnetGenerator(ngf=8, n_blocks=2, block=ref.OneConvResnetBlock)
     pth = tmp_path / "g2019.pth"
     torch.save(net.state_dict(), pth)
-    with pytest.raises(convert.CheckpointError, match="2019") as e:
-        convert.load_deblurgan_generator(str(pth))
+    with pytest.raises(torch_weights.CheckpointError, match="2019") as e:
+        torch_weights.load_deblurgan_generator(str(pth))
     assert "one convolution" in str(e.value).lower()
     r = _cli("generator", "--pth", str(pth), "--out", str(tmp_path / "x.msgpack"))
     assert r.returncode == 2 and "2019" in r.stderr and "Traceback" not in r.stderr
@@ -76,19 +76,19 @@ def test_wrong_and_missing_keys_are_listed_by_name(small_generator):
     sd = {k: v.numpy() for k, v in small_generator.state_dict().items()}
     del sd["model.11.conv_block.6.weight"]
     sd["model.99.extra"] = np.zeros(3, np.float32)
-    with pytest.raises(convert.CheckpointError) as e:
-        convert.generator_params_from_state_dict(sd)
+    with pytest.raises(torch_weights.CheckpointError) as e:
+        torch_weights.generator_params_from_state_dict(sd)
     assert "model.11.conv_block.6.weight" in str(e.value)
     assert "model.99.extra" in str(e.value)
-    with pytest.raises(convert.CheckpointError, match="conv_block"):
-        convert.generator_params_from_state_dict({"foo.weight": np.zeros(3)})
+    with pytest.raises(torch_weights.CheckpointError, match="conv_block"):
+        torch_weights.generator_params_from_state_dict({"foo.weight": np.zeros(3)})
 
 
 def test_critic_pth_round_trip(tmp_path):
     net = ref.randomize_biases(ref.NLayerDiscriminator(ndf=8), scale=1.0).eval()
     pth = tmp_path / "latest_net_D.pth"
     torch.save(net.state_dict(), pth)
-    params = convert.load_deblurgan_critic(str(pth))
+    params = torch_weights.load_deblurgan_critic(str(pth))
     x = np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
     want = ref.nhwc(net(ref.nchw(x)))
     got = np.asarray(models.PatchCritic(ndf=8).apply({"params": params}, jnp.asarray(x)))
@@ -127,11 +127,11 @@ def _write_keras_h5(path, tnet):
     """The legacy Keras weights layout: a group per layer, datasets '<layer>/kernel:0'."""
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [b"input_1"] + [
-            n.encode() for n in convert.KERAS_VGG_NAMES.values()]
+            n.encode() for n in torch_weights.KERAS_VGG_NAMES.values()]
         f.create_group("input_1").attrs["weight_names"] = []
         sd = tnet.state_dict()
-        for name, layer in convert.KERAS_VGG_NAMES.items():
-            idx = convert.TORCHVISION_VGG_INDICES[name]
+        for name, layer in torch_weights.KERAS_VGG_NAMES.items():
+            idx = torch_weights.TORCHVISION_VGG_INDICES[name]
             g = f.create_group(layer)
             g.attrs["weight_names"] = [f"{layer}/kernel:0".encode(), f"{layer}/bias:0".encode()]
             g.create_dataset(f"{layer}/kernel:0",
@@ -171,11 +171,11 @@ def test_bad_vgg_files_give_clear_errors(tmp_path):
 
 
 def test_truncated_params_file_is_a_clear_error(tmp_path, small_generator):
-    params, cfg = convert.generator_params_from_state_dict(
+    params, cfg = torch_weights.generator_params_from_state_dict(
         {k: v.numpy() for k, v in small_generator.state_dict().items()})
     path = tmp_path / "g.msgpack"
-    export.save_generator(params, cfg, str(path))
+    checkpoints.save_generator(params, cfg, str(path))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(export.ParamsFileError, match="truncated or corrupt"):
-        export.load_generator(str(path))
+    with pytest.raises(checkpoints.ParamsFileError, match="truncated or corrupt"):
+        checkpoints.load_generator(str(path))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from configs import data as data_configs
-from deblurgan_jax import blur as blur_lib
+from deblurgan_jax import motion_blur
 from deblurgan_jax import data
 from deblurgan_jax import demo_data
 
@@ -207,8 +207,8 @@ def test_host_shards_are_disjoint_slices_of_the_global_batch(source, folders):
 def test_tf_blur_matches_numpy_blur(height, width, canvas, max_len):
     rng = np.random.default_rng(3)
     image = rng.random((height, width, 3)).astype(np.float32)
-    (kernel,) = blur_lib.sample_kernels(rng, 1, canvas=canvas, iters=500, max_len=max_len)
-    expected = blur_lib.blur(image, kernel)
+    (kernel,) = motion_blur.sample_kernels(rng, 1, canvas=canvas, iters=500, max_len=max_len)
+    expected = motion_blur.blur(image, kernel)
     actual = data.blur_tf(image, kernel).numpy()
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
@@ -216,7 +216,7 @@ def test_tf_blur_matches_numpy_blur(height, width, canvas, max_len):
 @pytest.mark.parametrize("downscale", [1, 2])
 def test_synthetic_crop_equals_numpy_blur_of_the_image(downscale, folders, tmp_path):
     # One image of exactly the crop (after downscale) and a one-kernel bank: the pipeline's crop
-    # with its kernel margin must equal blur.blur of the whole (mirror-padded) image.
+    # with its kernel margin must equal motion_blur.blur of the whole (mirror-padded) image.
     rng = np.random.default_rng(4)
     sharp = _random_image(rng, CROP * downscale, CROP * downscale)
     _save(sharp, str(tmp_path / "only.png"))
@@ -226,7 +226,7 @@ def test_synthetic_crop_equals_numpy_blur_of_the_image(downscale, folders, tmp_p
     (batch,) = _batches(config, 1, batch_size=1, seed=5)
     (kernel,) = data.kernel_bank(config.blur, seed=5)
     image = sharp.astype(np.float64).reshape(CROP, downscale, CROP, downscale, 3).mean(axis=(1, 3))
-    expected = np.clip(blur_lib.blur(image / 255.0, kernel) * 2 - 1, -1, 1)
+    expected = np.clip(motion_blur.blur(image / 255.0, kernel) * 2 - 1, -1, 1)
     np.testing.assert_allclose(batch["blurred"][0], expected, atol=2e-4)
     np.testing.assert_allclose(batch["sharp"][0], image / 127.5 - 1, atol=1e-5)
 

@@ -12,7 +12,7 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from deblurgan_jax import deblur, evaluate, export, images, models
+from deblurgan_jax import checkpoints, deblur, evaluate, export, images, inference, metrics, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,7 @@ def params_file(tmp_path_factory):
     g = models.ResnetGenerator(ngf=8, n_blocks=2)
     params = g.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
     path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    export.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
+    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
     return path
 
 
@@ -105,8 +105,8 @@ def test_formats_are_kept_and_bad_files_skipped(params_file, inputs, tmp_path, c
     gray16 = np.asarray(Image.open(out / "gray16.png"))
     assert gray16.dtype == np.uint16 and gray16.shape == (32, 44) and np.any(gray16 % 257)
     picture = images.read_picture(str(inputs / "gray16.png"))
-    params, config = export.load_generator(params_file)
-    restored = evaluate.restore(evaluate.generator_from_config(config), params,
+    params, config = checkpoints.load_generator(params_file)
+    restored = inference.restore(models.build_generator(config), params,
                                 images.to_model_input(picture)[None])[0]
     want = images.from_model_output(np.asarray(restored), picture).color
     assert np.abs(gray16.astype(int) - want).max() <= 2

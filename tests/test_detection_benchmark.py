@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from deblurgan_jax import blur, detection, detection_benchmark, export, models
+from deblurgan_jax import blur, checkpoints, detection, detection_benchmark, export, images, metrics, models, motion_blur
 from deblurgan_jax.detection import Counts, Detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,7 +180,7 @@ def params_file(tmp_path_factory):
     g = models.ResnetGenerator(ngf=8, n_blocks=2, zero_init_head=True)
     params = g.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
     path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    export.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
+    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
     return path
 
 

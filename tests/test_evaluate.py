@@ -15,7 +15,7 @@ import skimage.data
 import skimage.metrics
 from PIL import Image
 
-from deblurgan_jax import evaluate, export, models
+from deblurgan_jax import checkpoints, cli, evaluate, evaluation, export, inference, metrics, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,9 +47,9 @@ def test_psnr_and_ssim_match_skimage(pair):
     want_ssim = skimage.metrics.structural_similarity(
         a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1,
         data_range=255)
-    assert float(evaluate.psnr(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_psnr,
+    assert float(metrics.psnr(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_psnr,
                                                                                abs=1e-4)
-    assert float(evaluate.ssim(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_ssim,
+    assert float(metrics.ssim(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_ssim,
                                                                                abs=1e-5)
 
 
@@ -59,29 +59,29 @@ def test_cw_ssim_matches_pyssim():
     pairs = _photo_pairs()
     for a, b in pairs:
         want = SSIM(Image.fromarray(a)).cw_ssim_value(Image.fromarray(b))
-        got = float(evaluate.cw_ssim(_u8(a)[None], _u8(b)[None])[0])
+        got = float(metrics.cw_ssim(_u8(a)[None], _u8(b)[None])[0])
         assert got == pytest.approx(want, abs=1e-5)
     # Batched and jitted: one value per image; identical images give exactly 1.
     a, b = pairs[0]
-    got = jax.jit(evaluate.cw_ssim)(_u8(np.stack([a, a])), _u8(np.stack([a, b])))
+    got = jax.jit(metrics.cw_ssim)(_u8(np.stack([a, a])), _u8(np.stack([a, b])))
     np.testing.assert_allclose(np.asarray(got)[0], 1.0, atol=1e-6)
     # The paper's measure is far more lenient than the standard SSIM on the same pair.
-    assert float(got[1]) > float(evaluate.ssim(_u8(a)[None], _u8(b)[None])[0])
+    assert float(got[1]) > float(metrics.ssim(_u8(a)[None], _u8(b)[None])[0])
 
 
 def test_pil_luma_is_pils_grayscale():
     image = np.random.default_rng(1).integers(0, 256, (20, 30, 3)).astype(np.uint8)
     want = np.asarray(Image.fromarray(image).convert("L"))
-    np.testing.assert_array_equal(np.asarray(evaluate.pil_luma(_u8(image)[None]))[0], want)
+    np.testing.assert_array_equal(np.asarray(metrics.pil_luma(_u8(image)[None]))[0], want)
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_lpips_is_zero_for_identical_images_and_grows_with_blur(net):
     photo = skimage.data.coffee()[:128, :160]
     stack = _u8(np.stack([photo] + [_blurred(photo, k) for k in (3, 7, 15)]))
-    same = evaluate.lpips(stack, stack, net)
+    same = metrics.lpips(stack, stack, net)
     np.testing.assert_allclose(np.asarray(same), 0.0, atol=1e-6)
-    dist = np.asarray(evaluate.lpips(jnp.broadcast_to(stack[:1], stack.shape), stack, net))
+    dist = np.asarray(metrics.lpips(jnp.broadcast_to(stack[:1], stack.shape), stack, net))
     assert dist[0] == pytest.approx(0.0, abs=1e-6)
     assert np.all(np.diff(dist) > 0), dist
 
@@ -103,19 +103,19 @@ def _unit(image):
 def test_restore_keeps_any_size_and_batches():
     g, params = _generator()
     x = np.random.default_rng(0).uniform(-1, 1, (2, 37, 53, 3)).astype(np.float32)
-    y = evaluate.make_restore_fn(g)(params, x)
+    y = inference.make_restore_fn(g)(params, x)
     assert y.shape == (2, 37, 53, 3)
     # A batch gives what each image gives alone (InstanceNorm is per image).
-    alone = evaluate.make_restore_fn(g)(params, x[1:])
+    alone = inference.make_restore_fn(g)(params, x[1:])
     np.testing.assert_allclose(np.asarray(y[1:]), np.asarray(alone), atol=1e-5)
 
 
 def test_test_time_dropout_is_an_option():
     g, params = _generator()
     x = _unit(skimage.data.coffee()[:64, :64])
-    plain = evaluate.restore(g, params, x)
-    a = evaluate.restore(g, params, x, rng=jax.random.key(1))
-    b = evaluate.restore(g, params, x, rng=jax.random.key(1))
+    plain = inference.restore(g, params, x)
+    a = inference.restore(g, params, x, rng=jax.random.key(1))
+    b = inference.restore(g, params, x, rng=jax.random.key(1))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.allclose(np.asarray(a), np.asarray(plain))
 
@@ -123,7 +123,7 @@ def test_test_time_dropout_is_an_option():
 def test_tile_grid_partitions_the_image():
     for height, width, tile, overlap in [(400, 600, 256, 96), (1000, 1000, 1000, 192),
                                          (3000, 4000, 1024, 192), (148, 200, 128, 96)]:
-        tiles = evaluate.tile_grid(height, width, tile, overlap)
+        tiles = inference.tile_grid(height, width, tile, overlap)
         cover = np.zeros((height, width), int)
         for t in tiles:
             r0, r1, c0, c1 = t.owned
@@ -147,29 +147,29 @@ def test_tiled_matches_untiled_on_a_real_photo(ngf, n_blocks, tile):
     # levels; with whole-image statistics tiles reproduce the whole-image result.
     g, params = _generator(ngf, n_blocks, seed=3)
     x = _unit(skimage.data.coffee()[:301, :447])  # not multiples of 4 either
-    untiled = np.asarray(evaluate.to_uint8_range(evaluate.restore(g, params, x)))
+    untiled = np.asarray(metrics.to_uint8_range(inference.restore(g, params, x)))
     calls = []
-    tiled = evaluate.restore_tiled(g, params, x, tile=tile, progress=calls.append)
+    tiled = inference.restore_tiled(g, params, x, tile=tile, progress=calls.append)
     assert tiled.shape == x.shape
-    num_tiles = len(evaluate.tile_grid(304, 448, tile, evaluate.default_tile_overlap(n_blocks)))
-    assert num_tiles >= 4 and sum(calls) == num_tiles * evaluate.tiled_passes(n_blocks)
-    diff = np.abs(np.asarray(evaluate.to_uint8_range(tiled)) - untiled)
+    num_tiles = len(inference.tile_grid(304, 448, tile, inference.default_tile_overlap(n_blocks)))
+    assert num_tiles >= 4 and sum(calls) == num_tiles * inference.tiled_passes(n_blocks)
+    diff = np.abs(np.asarray(metrics.to_uint8_range(tiled)) - untiled)
     assert diff.max() <= 1, diff.max()
     # One tile covering everything is the whole-image computation itself.
-    single = evaluate.restore_tiled(g, params, x, tile=512)
-    np.testing.assert_allclose(single, np.asarray(evaluate.restore(g, params, x)), atol=2e-5)
+    single = inference.restore_tiled(g, params, x, tile=512)
+    np.testing.assert_allclose(single, np.asarray(inference.restore(g, params, x)), atol=2e-5)
 
 
 def test_local_tiles_and_tiled_dropout_run():
     g, params = _generator()
     x = _unit(skimage.data.coffee()[:200, :260])
-    local = evaluate.restore_tiled(g, params, x, tile=128, norm="local")
+    local = inference.restore_tiled(g, params, x, tile=128, norm="local")
     assert local.shape == x.shape and np.all(np.abs(local) <= 1)
-    a = evaluate.restore_tiled(g, params, x, tile=128, rng=jax.random.key(0))
-    b = evaluate.restore_tiled(g, params, x, tile=128, rng=jax.random.key(0))
+    a = inference.restore_tiled(g, params, x, tile=128, rng=jax.random.key(0))
+    b = inference.restore_tiled(g, params, x, tile=128, rng=jax.random.key(0))
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="larger than the overlap"):
-        evaluate.restore_tiled(g, params, x, tile=64)
+        inference.restore_tiled(g, params, x, tile=64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_local_tiles_and_tiled_dropout_run():
 def params_file(tmp_path_factory):
     g, params = _generator()
     path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    export.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
+    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
     return path
 
 
@@ -206,7 +206,7 @@ def test_evaluate_command_on_the_demo_photos(params_file, tmp_path):
     assert [row["name"] for row in rows] == ["chelsea", "coffee"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_images"] == 2 and summary["source"]["params"].endswith("g.msgpack")
-    for m in evaluate.REPORTED_METRICS:
+    for m in evaluation.REPORTED_METRICS:
         assert np.isfinite(summary[m]) and np.isfinite(summary[f"{m}_blurred"])
         assert summary[m] == pytest.approx(np.mean([float(row[m]) for row in rows]))
     assert summary["seconds_per_image"] > 0
@@ -214,7 +214,7 @@ def test_evaluate_command_on_the_demo_photos(params_file, tmp_path):
     comparison = np.asarray(Image.open(out / "comparisons" / "coffee.png"))
     assert restored.shape == (200, 300, 3) and comparison.shape == (200, 900, 3)
     # A non-empty --out is refused without --overwrite.
-    assert evaluate.main(["--params", params_file, "--data", "demo", "--out", str(out)]) == 1
+    assert evaluate.main(["--params", params_file, "--data", "demo", "--out", str(out)]) == 2
 
 
 def test_evaluate_paired_folder_in_process_matches_restore(params_file, tmp_path):
@@ -225,12 +225,12 @@ def test_evaluate_paired_folder_in_process_matches_restore(params_file, tmp_path
                           "--batch-size", "2"])
     assert code == 0
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    params, config = export.load_generator(params_file)
-    g = evaluate.generator_from_config(config)
+    params, config = checkpoints.load_generator(params_file)
+    g = models.build_generator(config)
     sharp = np.asarray(Image.open(os.path.join(data, "test", "B", "img1.png")))
     blurred = np.asarray(Image.open(os.path.join(data, "test", "A", "img1.png")))
-    restored = evaluate.to_uint8_range(evaluate.restore(g, params, _unit(blurred)))
-    want = float(evaluate.psnr(restored, _u8(sharp)[None])[0])
+    restored = metrics.to_uint8_range(inference.restore(g, params, _unit(blurred)))
+    want = float(metrics.psnr(restored, _u8(sharp)[None])[0])
     assert float(rows[1]["psnr"]) == pytest.approx(want, abs=1e-3)
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 import torch
 
 from configs import tiny
-from deblurgan_jax import convert, evaluate, export, train
+from deblurgan_jax import checkpoints, convert, evaluate, export, inference, metrics, serving, torch_weights, train
 import torch_reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,14 +31,14 @@ def workdir(tmp_path_factory):
     (PSNR 10, the latest), written by the training code's own checkpoint functions."""
     path = str(tmp_path_factory.mktemp("run"))
     config = tiny.get_config()
-    with open(os.path.join(path, train.CONFIG_FILE), "w") as f:
+    with open(os.path.join(path, checkpoints.CONFIG_FILE), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     state = train.create_train_state(config, train.create_networks(config))
-    manager = train.checkpoint_manager(path, config)
-    train.save_checkpoint(manager, state.replace(step=jnp.asarray(2, jnp.int32)),
+    manager = checkpoints.checkpoint_manager(path, config)
+    checkpoints.save_checkpoint(manager, state.replace(step=jnp.asarray(2, jnp.int32)),
                           {"eval_psnr": 20.0})
     later = jax.tree_util.tree_map(lambda p: p + 0.01, state.g_params)
-    train.save_checkpoint(manager, state.replace(step=jnp.asarray(4, jnp.int32),
+    checkpoints.save_checkpoint(manager, state.replace(step=jnp.asarray(4, jnp.int32),
                                                  g_params=later), {"eval_psnr": 10.0})
     manager.wait_until_finished()
     manager.close()
@@ -51,9 +51,9 @@ def _photos(n, h, w):
 
 
 def _jax_uint8(params, config, images8):
-    g = evaluate.generator_from_config(config)
+    g = models.build_generator(config)
     x = jnp.asarray(images8, jnp.float32) / 127.5 - 1.0
-    return np.asarray(evaluate.to_uint8_range(evaluate.restore(g, params, x))).astype(np.uint8)
+    return np.asarray(metrics.to_uint8_range(inference.restore(g, params, x))).astype(np.uint8)
 
 
 @pytest.mark.parametrize("which,step", [("latest", 4), ("best", 2)])
@@ -65,7 +65,7 @@ def test_params_export_reloads_in_a_fresh_process(workdir, tmp_path, which, step
     assert f"step {step}" in r.stdout
     config = json.loads((tmp_path / "g.json").read_text())
     assert config["ngf"] == 8 and config["n_blocks"] == 2
-    params, _ = export.load_generator(str(out))
+    params, _ = checkpoints.load_generator(str(out))
     want = best if which == "best" else latest
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(want)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -74,18 +74,18 @@ def test_params_export_reloads_in_a_fresh_process(workdir, tmp_path, which, step
     np.save(tmp_path / "in.npy", images8)
     script = ("import sys, numpy as np, jax.numpy as jnp\n"
               "from deblurgan_jax import evaluate, export\n"
-              "params, config = export.load_generator(sys.argv[1])\n"
-              "g = evaluate.generator_from_config(config)\n"
+              "params, config = checkpoints.load_generator(sys.argv[1])\n"
+              "g = models.build_generator(config)\n"
               "x = jnp.asarray(np.load(sys.argv[2]), jnp.float32) / 127.5 - 1\n"
-              "np.save(sys.argv[3], np.asarray(evaluate.make_restore_fn(g)(params, x)))\n")
+              "np.save(sys.argv[3], np.asarray(inference.make_restore_fn(g)(params, x)))\n")
     r = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "in.npy"),
                         str(tmp_path / "out.npy")], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
-    g = evaluate.generator_from_config(config)
+    g = models.build_generator(config)
     x = jnp.asarray(images8, jnp.float32) / 127.5 - 1
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
-                                  np.asarray(evaluate.make_restore_fn(g)(want, x)))
+                                  np.asarray(inference.make_restore_fn(g)(want, x)))
     # Existing files are not replaced without --overwrite.
     r = _cli("--workdir", path, "--which", which, "--out", str(out))
     assert r.returncode == 1 and "--overwrite" in r.stderr
@@ -112,10 +112,10 @@ def official_params_file(tmp_path_factory):
     """Weights in the official PyTorch layout, converted: the path real DeblurGAN weights take."""
     torch.manual_seed(0)
     net = ref.randomize_biases(ref.ResnetGenerator(ngf=8, n_blocks=3), scale=0.5).eval()
-    params, config = convert.generator_params_from_state_dict(
+    params, config = torch_weights.generator_params_from_state_dict(
         {k: v.numpy() for k, v in net.state_dict().items()})
     path = str(tmp_path_factory.mktemp("official") / "official.msgpack")
-    export.save_generator(params, config, path)
+    checkpoints.save_generator(params, config, path)
     return path
 
 
@@ -127,7 +127,7 @@ def test_onnx_matches_jax_at_two_sizes(official_params_file, tmp_path):
     assert r.returncode == 0, r.stderr
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
-    params, config = export.load_generator(official_params_file)
+    params, config = checkpoints.load_generator(official_params_file)
     for n, h, w in [(1, 37, 53), (2, 96, 128)]:
         images8 = _photos(n, h, w)
         (got,) = session.run(["restored"], {"images": images8})
@@ -137,10 +137,10 @@ def test_onnx_matches_jax_at_two_sizes(official_params_file, tmp_path):
 
 def test_tf_generator_matches_the_flax_module(official_params_file):
     # The plain-TF rebuild that ONNX is made from, in float, before any rounding.
-    params, config = export.load_generator(official_params_file)
+    params, config = checkpoints.load_generator(official_params_file)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 44, 3)).astype(np.float32)
-    got = export.tf_generator(params, config)(tf.constant(x)).numpy()
-    want = evaluate.restore(evaluate.generator_from_config(config), params, x)
+    got = serving.tf_generator(params, config)(tf.constant(x)).numpy()
+    want = inference.restore(models.build_generator(config), params, x)
     np.testing.assert_allclose(got, np.asarray(want), atol=2e-5)
 
 

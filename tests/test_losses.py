@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from deblurgan_jax import convert, losses, models
+from deblurgan_jax import convert, losses, models, torch_weights
 import torch_reference as ref
 
 torch.manual_seed(0)
@@ -116,7 +116,7 @@ def test_gradient_penalty_is_differentiable_where_the_input_gradient_vanishes():
 @functools.lru_cache(maxsize=None)
 def _small_critic():
     tnet = ref.randomize_biases(ref.NLayerDiscriminator(ndf=8), scale=0.5, seed=4).eval()
-    params, cfg = convert.critic_params_from_state_dict(_sd(tnet))
+    params, cfg = torch_weights.critic_params_from_state_dict(_sd(tnet))
     return tnet, params, models.PatchCritic(**cfg)
 
 
@@ -309,7 +309,7 @@ def test_dispatchers_match_the_direct_functions():
 @functools.lru_cache(maxsize=None)
 def _small_vgg():
     tnet = ref.randomize_biases(ref.VGGTrunk(after_relu=False), scale=0.1, seed=8).eval()
-    params = convert.vgg_params_from_torchvision(_sd(tnet))
+    params = torch_weights.vgg_params_from_torchvision(_sd(tnet))
     net = models.VGGFeatures(after_relu=False, imagenet_normalize=False)
     return tnet, (lambda x: net.apply({"params": params}, x))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deblurgan_jax import convert, models
+from deblurgan_jax import convert, models, torch_weights
 import torch_reference as ref
 
 torch.manual_seed(0)
@@ -33,7 +33,7 @@ def test_generator_matches_pytorch(learn_residual):
     # Full-size generator (ngf 64, 9 blocks): the one full-size parity test of this module.
     tnet = ref.randomize_biases(ref.ResnetGenerator(learn_residual=learn_residual), scale=2.0)
     tnet.eval()  # dropout off; InstanceNorm keeps using instance statistics
-    params, cfg = convert.generator_params_from_state_dict(_sd(tnet))
+    params, cfg = torch_weights.generator_params_from_state_dict(_sd(tnet))
     assert cfg == {"ngf": 64, "n_blocks": 9, "out_channels": 3, "learn_residual": True,
                    "dropout_rate": 0.5}
     net = models.ResnetGenerator(learn_residual=learn_residual)
@@ -50,7 +50,7 @@ def test_generator_matches_pytorch(learn_residual):
 
 def test_critic_matches_pytorch():
     tnet = ref.randomize_biases(ref.NLayerDiscriminator(), scale=2.0).eval()
-    params, cfg = convert.critic_params_from_state_dict(_sd(tnet))
+    params, cfg = torch_weights.critic_params_from_state_dict(_sd(tnet))
     assert cfg == {"ndf": 64, "n_layers": 3}
     assert models.count_params(params) == 2_763_841
     rng = np.random.default_rng(2)
@@ -65,7 +65,7 @@ def test_critic_matches_pytorch():
 @pytest.mark.parametrize("after_relu", [True, False])
 def test_vgg_trunk_matches_pytorch(after_relu):
     tnet = ref.randomize_biases(ref.VGGTrunk(after_relu=after_relu), scale=0.1).eval()
-    params = convert.vgg_params_from_torchvision(_sd(tnet))
+    params = torch_weights.vgg_params_from_torchvision(_sd(tnet))
     rng = np.random.default_rng(3)
     for shape in [(1, 64, 64, 3), (1, 96, 160, 3)]:
         x = rng.uniform(-1, 1, shape).astype(np.float32)
@@ -93,7 +93,7 @@ def test_lpips_vgg16_weights_load_and_match_pytorch():
     assert preprocess == "torch"
     tnet = ref.VGGTrunk().eval()
     sd = {}
-    for name, idx in convert.TORCHVISION_VGG_INDICES.items():
+    for name, idx in torch_weights.TORCHVISION_VGG_INDICES.items():
         sd[f"features.{idx}.weight"] = torch.from_numpy(
             params[name]["kernel"].transpose(3, 2, 0, 1).copy())
         sd[f"features.{idx}.bias"] = torch.from_numpy(params[name]["bias"])

@@ -20,11 +20,10 @@ DRIVERS = ("pmap", "sharding")
 
 
 def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
-    # DEBLURGAN_JAX_WINOGRAD=0: these tests compare shardings of one step to ~1e-5, which holds
-    # for XLA's convolutions; Winograd's rounding changes with the per-device batch
-    # (tests/test_conv_ops.py checks Winograd itself).
+    # The workers use config.model.conv_impl='xla' (parallel_worker.py): these tests compare
+    # shardings of one step to ~1e-5, which holds for XLA's convolutions; Winograd's rounding
+    # changes with the per-device batch (tests/test_conv_ops.py checks Winograd itself).
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               DEBLURGAN_JAX_WINOGRAD="0",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
                # The workers compile the same initialisers and eager ops: share them (this
                # session's own cache, so nothing stale).

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from deblurgan_jax import data, evaluate, train
+from deblurgan_jax import checkpoints, data, evaluate, inference, metrics, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,7 +95,7 @@ def test_sigkill_during_async_save_then_restart(straight_run, tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from step" in r.stdout
-    state_params = train.load_generator_from_workdir(str(workdir))[0]
+    state_params = checkpoints.load_generator_from_workdir(str(workdir))[0]
     _assert_same(jax.tree_util.tree_map(np.asarray, state_params), want["g"])
 
 
@@ -104,14 +104,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     config.num_steps = 2
     workdir = str(tmp_path)
     train.train_and_evaluate(config, workdir, progress=False)
-    good = train.load_generator_from_workdir(workdir)[0]
+    good = checkpoints.load_generator_from_workdir(workdir)[0]
     config.num_steps = 6
     nan_schedule = lambda cfg: (lambda step: jnp.float32(jnp.nan))  # noqa: E731
     monkeypatch.setattr(train, "learning_rate_schedule", nan_schedule)
     with pytest.raises(train.NonFiniteLossError, match="non-finite"):
         train.train_and_evaluate(config, workdir, progress=False)
-    params, _, step = train.load_generator_from_workdir(workdir)
-    assert step == 2
+    params, _, provenance = checkpoints.load_generator_from_workdir(workdir)
+    assert provenance["step"] == 2
     _assert_same(params, good)
 
 
@@ -134,12 +134,12 @@ def test_tiny_model_learns_a_fixed_batch():
     networks = train.create_networks(config)
     state = train.create_train_state(config, networks)
     step = train.make_train_step(config, networks)
-    restore = evaluate.make_restore_fn(networks.generator)
-    sharp8 = evaluate.to_uint8_range(batch["sharp"])
+    restore = inference.make_restore_fn(networks.generator)
+    sharp8 = metrics.to_uint8_range(batch["sharp"])
 
     def restored_psnr(params):
-        out = evaluate.to_uint8_range(restore(params, batch["blurred"]))
-        return float(jnp.mean(evaluate.psnr(out, sharp8)))
+        out = metrics.to_uint8_range(restore(params, batch["blurred"]))
+        return float(jnp.mean(metrics.psnr(out, sharp8)))
 
     psnr_before = restored_psnr(state.g_params)
     first = None
