@@ -10,9 +10,27 @@ DIR (fields that change the model are refused; others, e.g. num_steps, are recor
 Ctrl-C stops after the current step with a checkpoint (exit 130); a second Ctrl-C stops at once.
 Exit codes: 0 done, 1 the run failed (e.g. a diverged loss), 2 a config or usage error.
 """
+import os
+import signal
 import sys
 
-from deblurgan_jax import cli  # first: keeps TensorFlow quiet before anything imports it
+
+def _interrupted_during_start_up(signum, frame):
+    """Ctrl-C before the training loop takes over (imports, config, data scan, restore): nothing
+    is half-written then (config.json is written atomically, checkpoints are only read), so stop
+    at once, in one line, instead of a KeyboardInterrupt traceback or a wait on threads."""
+    del signum, frame
+    sys.stderr.write("\ninterrupted before the first step; nothing new to save (run the same "
+                     "command to start or resume)\n")
+    sys.stderr.flush()
+    os._exit(130)  # cli.EXIT_INTERRUPTED (cli may not be imported yet)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _interrupted_during_start_up)
+
+# First of the project's modules: keeps TensorFlow quiet before anything imports it.
+from deblurgan_jax import cli  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

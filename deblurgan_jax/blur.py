@@ -57,8 +57,9 @@ def _check_dataset_folders(sharp: Path, out: Path, overwrite: bool) -> None:
     if _is_within(sharp_real, out_real):
         raise cli.UsageError(f"--sharp {sharp} is inside --out {out}; writing there could overwrite "
                           "the input images")
-    if out.exists() and not out.is_dir():
-        raise cli.UsageError(f"--out {out} exists and is not a folder")
+    blocking = cli.first_existing_file(str(out))
+    if blocking is not None:
+        raise cli.UsageError(f"--out {out}: {blocking} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise cli.UsageError(f"--out {out} is not empty; pass --overwrite to write into it anyway")
 

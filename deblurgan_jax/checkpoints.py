@@ -44,6 +44,10 @@ class RunError(ValueError):
     """A run directory, checkpoint or params file is missing, unreadable or does not fit."""
 
 
+class UnusableWorkdir(ValueError):
+    """A run directory that cannot be created (it, or a parent, is a file): a usage error."""
+
+
 class ParamsFileError(RunError):
     """A params file is missing, truncated or not a deblurgan-jax generator file."""
 

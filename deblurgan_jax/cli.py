@@ -40,10 +40,11 @@ def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExc
     """(usage errors -> 2, run failures -> 1) raised by the library for bad input."""
     from deblurgan_jax import checkpoints, config, data, images, models, torch_weights, video
 
-    usage = (config.ConfigError,)
-    failures = (checkpoints.RunError, torch_weights.CheckpointError, data.DataError, images.PictureError, video.VideoError,
-                models.VGGWeightsMissing, FileExistsError, NotADirectoryError,
-                IsADirectoryError, PermissionError, OSError, MemoryError)
+    # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite).
+    usage = (config.ConfigError, checkpoints.UnusableWorkdir, FileExistsError)
+    failures = (checkpoints.RunError, torch_weights.CheckpointError, data.DataError,
+                images.PictureError, video.VideoError, models.VGGWeightsMissing,
+                NotADirectoryError, IsADirectoryError, PermissionError, OSError, MemoryError)
     return usage, failures
 
 
@@ -169,15 +170,32 @@ def first_existing_file(path: str) -> str | None:
         path = parent
 
 
-def prepare_out_dir(out: str, overwrite: bool, flag: str = "--out") -> None:
-    """Creates an output folder; refuses a non-empty one without --overwrite, and a path that
-    is, or lies below, a file."""
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """UsageError for an output folder that is, or lies below, a file."""
     blocking = first_existing_file(out)
     if blocking is not None:
         raise UsageError(f"{flag} {out}: {blocking} is a file, not a folder")
+
+
+def prepare_out_dir(out: str, overwrite: bool, flag: str = "--out") -> bool:
+    """Creates an output folder; refuses a non-empty one without --overwrite, and a path that
+    is, or lies below, a file. Returns whether it created the folder (so a command that ends
+    up writing nothing can remove it again)."""
+    check_out_dir(out, flag)
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise UsageError(f"{flag} {out} is not empty; pass --overwrite to write into it")
+    created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
+    return created
+
+
+def remove_if_empty(folder: str) -> None:
+    """Removes a folder a command created and left empty (a failed run leaves no litter)."""
+    try:
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def is_within(path: str, folder: str) -> bool:

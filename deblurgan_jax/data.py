@@ -1,6 +1,6 @@
 """tf.data input pipelines: (blurred, sharp) pairs as NHWC float32 in [-1, 1].
 
-Sources (`config.data.source`, see configs/data.py):
+Sources (`config.data.source`, every field described in config.data_config()):
   'gopro'      ROOT/{train,test}/<sequence>/{blur,sharp}/*.png (GoPro_Large), matched by name.
   'paired'     ROOT[/<split>]/A/ (blurred) and ROOT[/<split>]/B/ (sharp), matched by file name.
   'ab'         ROOT[/<split>]/*.png, each blurred (left half) and sharp (right half) side by side,
@@ -18,11 +18,11 @@ seed folded from (seed, i). There is no shuffle buffer and no iterator state, so
 `start_index=k * batch_size` yields exactly the batches k, k+1, ... of a run started at 0, and
 each host computes only its own slice of every global batch.
 
-Synthetic blur. `blur.sample_kernels` (NumPy) makes a seeded bank of kernels once; examples
-gather a kernel from it and convolve in TensorFlow by FFT (`blur_tf` equals `blur.blur`), which
+Synthetic blur. `motion_blur.sample_kernels` (NumPy) makes a seeded bank of kernels once; examples
+gather a kernel from it and convolve in TensorFlow by FFT (`blur_tf` equals `motion_blur.blur`), which
 scales with the tf.data threads, unlike a NumPy sampler in `tf.numpy_function` (GIL-bound). The
 crop is taken with the kernel's margin of real image around it (mirrored only at image borders),
-so a synthetic crop equals the same crop of the whole image blurred with `blur.blur`.
+so a synthetic crop equals the same crop of the whole image blurred with `motion_blur.blur`.
 
 Bad input. Headers are scanned with Pillow before training: blurred/sharp size mismatch is a
 `DataError` naming both files; unreadable files are skipped, counted and logged; images smaller
@@ -46,6 +46,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from deblurgan_jax import images
 from deblurgan_jax import motion_blur
 from deblurgan_jax import demo_data
 
@@ -220,9 +221,9 @@ def list_sharp(root: str, split: str) -> list[tuple[str, str, str]]:
 
 
 def _header_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file header (Pillow reads no pixels); raises if unreadable."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-    with Image.open(path) as image:
+    """(height, width) from the file header (Pillow reads no pixels); raises if unreadable,
+    including a header claiming more pixels than Pillow decodes (a decompression bomb)."""
+    with images.open_image(path) as image:
         width, height = image.size
     if width < 1 or height < 1:
         raise ValueError(f"empty image {width}x{height}")
@@ -317,7 +318,7 @@ def decode_rgb8(path: tf.Tensor) -> tf.Tensor:
 def reflect_indices(start: tf.Tensor, length: int | tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """Indices start, ..., start + length - 1 mirrored into [0, size) about the edge pixels.
 
-    The same as np.pad(mode='reflect') (what blur.blur uses), repeated as often as needed, so it
+    The same as np.pad(mode='reflect') (what motion_blur.blur uses), repeated as often as needed, so it
     also pads an image smaller than the margin or the crop.
     """
     size = tf.cast(size, tf.int32)
@@ -405,14 +406,14 @@ def convolve_valid_fft(padded: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 
 
 def blur_margins(kernel_size: int) -> tuple[int, int]:
-    """(before, after) context pixels that `blur.blur`'s kernel centre convention needs."""
+    """(before, after) context pixels that `motion_blur.blur`'s kernel centre convention needs."""
     centre = (kernel_size - 1) // 2
     return kernel_size - 1 - centre, centre
 
 
 def blur_tf(image: tf.Tensor, kernel: tf.Tensor, noise_std: float = 0.0,
             seed: tf.Tensor | None = None) -> tf.Tensor:
-    """TensorFlow twin of `blur.blur`: same-size true convolution with reflection padding.
+    """TensorFlow twin of `motion_blur.blur`: same-size true convolution with reflection padding.
 
     Args:
       image: (H, W, C) float image, any range.
@@ -421,7 +422,7 @@ def blur_tf(image: tf.Tensor, kernel: tf.Tensor, noise_std: float = 0.0,
       seed: [2] int stateless seed for the noise (required when noise_std > 0).
 
     Returns:
-      float32 (H, W, C), not clipped; equals blur.blur(image, kernel) up to float32 rounding.
+      float32 (H, W, C), not clipped; equals motion_blur.blur(image, kernel) up to float32 rounding.
     """
     image = tf.convert_to_tensor(image, tf.float32)
     kernel = tf.convert_to_tensor(kernel, tf.float32)
@@ -706,7 +707,7 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
                          crop_size: int, seed: int, num_devices: int | None = None,
                          start_index: int = 0, process_index: int | None = None,
                          process_count: int | None = None) -> Batches:
-    """The infinite, shuffled, augmented training pipeline of `data_config` (configs/data.py).
+    """The infinite, shuffled, augmented training pipeline of `data_config` (config.data_config()).
 
     Args:
       data_config: the `config.data` ConfigDict.

@@ -287,6 +287,13 @@ def make_detector(spec: str) -> Detector:
 
 
 def detect(detector: Detector, image: np.ndarray) -> Detections:
-    """Runs a detector on (H, W, 3) uint8 RGB and checks its answer."""
-    return Detections.from_output(detector(np.ascontiguousarray(image, np.uint8)))
+    """Runs a detector on (H, W, 3) uint8 RGB and checks its answer. Whatever a detector (a
+    plug-in) raises becomes a DetectorError saying what it raised; MemoryError and Ctrl-C pass."""
+    try:
+        output = detector(np.ascontiguousarray(image, np.uint8))
+    except (DetectorError, MemoryError):
+        raise
+    except Exception as e:  # pylint: disable=broad-except  (a plug-in can fail in any way)
+        raise DetectorError(f"raised {type(e).__name__}: {e}") from None
+    return Detections.from_output(output)
 

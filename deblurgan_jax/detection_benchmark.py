@@ -32,9 +32,13 @@ settings, provenance), OUT/detections.json (every box of every condition), with 
 OUT/pictures/NAME.png (blurred | restored | sharp; reference boxes green, predictions that match
 one blue, the others red), and the table printed.
 
-Bad input: a missing folder, params file or detector is an error (exit 1, nothing written);
-files that cannot be read are listed and skipped (the others are still scored, exit 1). Inputs
-are never written over, and a non-empty --out needs --overwrite.
+Bad input: a missing folder or params file is an error (exit 1, nothing written); a --detector
+that cannot be made (unknown name, module not importable, factory that raises) is a usage error
+(exit 2, nothing written); a detector that raises on an image stops the run with a message naming
+the detector and the image (exit 1). Files that cannot be read (broken, truncated, decompression
+bombs) are listed and skipped (the others are still scored, exit 1). Inputs are never written
+over, a non-empty --out needs --overwrite, and an --out this command created is removed again
+when a failure or Ctrl-C leaves nothing in it.
 """
 from __future__ import annotations
 
@@ -394,7 +398,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _remove_empty_folders(folder: str) -> None:
+    """Removes `folder` and the folders under it that hold no file (deepest first)."""
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return
+    for dirpath, _, _ in os.walk(folder, topdown=False):
+        try:
+            os.rmdir(dirpath)  # fails, and keeps it, unless it is empty
+        except OSError:
+            pass
+
+
 def run(args: argparse.Namespace) -> int:
+    """The command; an --out it created is not left behind empty by a failure or Ctrl-C."""
+    created = not os.path.lexists(args.out)
+    try:
+        return _run(args)
+    except BaseException:
+        if created:
+            _remove_empty_folders(args.out)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
     from deblurgan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
@@ -416,7 +442,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         detector = detection.make_detector(args.detector)
     except detection.DetectorError as e:
-        raise CommandError(str(e)) from None
+        raise cli.UsageError(f"--detector {args.detector}: {e}") from None
     params, model_config, provenance = cli.load_generator_source(args)
     cli.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
 

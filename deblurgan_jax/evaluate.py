@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError(f"--metrics: unknown {sorted(unknown)}; choose from "
                              f"{','.join(evaluation.REPORTED_METRICS)}")
     if args.data != "demo" and not os.path.isdir(args.data):
-        raise cli.UsageError(f"--data {args.data}: no such folder")
+        raise cli.CommandError(f"--data {args.data}: no such folder")
     if args.batch_size < 1 or args.max_images < 0:
         raise cli.UsageError("--batch-size must be positive and --max-images non-negative")
     params, model_config, provenance = cli.load_generator_source(args)
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                                               args.downscale, base)
     batches = data_lib.create_eval_dataset(data_config, batch_size=args.batch_size)
     total = batches.expected_total or 0
-    cli.prepare_out_dir(args.out, args.overwrite)
+    created = cli.prepare_out_dir(args.out, args.overwrite)
     generator = models.build_generator(model_config)
     infer = inference.make_inference_fn(generator, tile=args.tile or None,
                                         overlap=args.tile_overlap,
@@ -152,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
             write_results(args.out, rows[:limit], metric_names, extra, entries, complete=False)
             print(f"kept the {len(rows)} image(s) evaluated so far in {args.out}",
                   file=sys.stderr)
+        elif created:
+            cli.remove_if_empty(args.out)
         raise
     bar.close()
     rows = rows[:limit]

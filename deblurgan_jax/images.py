@@ -9,12 +9,16 @@ beside the pixels and `write_picture` puts them back:
 - 16-bit PNGs are read and written with 16 bits (Pillow reads 16-bit RGB PNGs as 8-bit, so PNGs
   of depth 16 are decoded with TensorFlow's PNG codec);
 - the colour profile (ICC) of the input is copied to the output.
+Whatever cannot be read (broken, empty or truncated files, a header claiming more pixels than
+Pillow decodes -- a decompression bomb --, modes without an 8-bit meaning such as 32-bit float
+TIFF) is a `PictureError` naming the file, so a command can skip it and go on with the others.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import struct
+from typing import Sequence
 
 import numpy as np
 
@@ -107,15 +111,78 @@ def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
         return pixels[..., :3], pixels[..., 3]
     if mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         return np.asarray(image.convert("RGB")), None
-    raise PictureError(f"unsupported image mode {mode!r}")
+    if mode == "F":
+        raise PictureError(_FLOAT_MODE_MESSAGE)
+    raise PictureError(f"unsupported image mode {mode!r}; convert it to 8- or 16-bit RGB or "
+                       f"grayscale")
+
+
+_FLOAT_MODE_MESSAGE = ("floating-point images (mode F, e.g. 32-bit float TIFF) have no defined "
+                       "8-bit range; convert it to 8 or 16 bits")
+
+
+def _claimed_size(path: str, error: Exception) -> str:
+    """'WxH pixels' from a PNG header, else the pixel count Pillow's error names."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+        if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return f"{width}x{height} pixels"
+    except OSError:
+        pass
+    import re  # pylint: disable=g-import-not-at-top
+
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found.group(1))} pixels" if found else "more pixels than that"
+
+
+def open_image(path: str | os.PathLike[str]):
+    """`PIL.Image.open` (a context manager; pixels not yet decoded), with a header that claims
+    more pixels than Pillow decodes at all (its decompression-bomb limit, twice
+    `Image.MAX_IMAGE_PIXELS`, about 179 MP) refused as a PictureError naming the file and the
+    claimed size. A decompression bomb is a small file whose header claims a huge image: decoding
+    it would take gigabytes, so it is refused before any pixel is read. Headers between once and
+    twice the limit (e.g. a 100 MP photo) are read without Pillow's warning: the commands tile
+    large images, and such a file is as likely a real photo as a bomb."""
+    import warnings  # pylint: disable=g-import-not-at-top
+
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    # Moved to the front of the (process-wide) filters on every call: a `catch_warnings` block
+    # of a caller may have dropped or shadowed it since. Not a `catch_warnings` here: that is
+    # not thread-safe, and headers are scanned in threads (data.py).
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise PictureError(
+            f"{path}: the header claims {_claimed_size(str(path), e)}, more than the "
+            f"{2 * Image.MAX_IMAGE_PIXELS} that Pillow decodes (its decompression-bomb limit); "
+            f"not read. A damaged or malicious file? Split a real image this large into "
+            f"parts.") from None
+
+
+def _unreadable(path: str | os.PathLike[str], error: Exception) -> PictureError:
+    """A PictureError naming the file; Pillow raises many types for broken files."""
+    if isinstance(error, PictureError):
+        text = str(error)
+        return error if text.startswith(str(path)) else PictureError(f"{path}: {text}")
+    return PictureError(f"{path}: not a readable image ({type(error).__name__}: {error})")
+
+
+def picture_from_pil(image) -> Picture:
+    """A Picture of an in-memory PIL image, its pixels as they are (no EXIF orientation)."""
+    color, alpha = _from_pil(image)
+    return Picture(color, alpha, image.info.get("icc_profile"))
 
 
 def read_picture(path: str) -> Picture:
-    """Reads an image file upright, keeping grayscale, alpha and 16-bit depth."""
-    from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
-
+    """Reads an image file upright, keeping grayscale, alpha and 16-bit depth. Anything that
+    cannot be read (broken, truncated, empty, a decompression bomb, an unsupported mode) is a
+    PictureError naming the file."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             icc = image.info.get("icc_profile")
@@ -123,10 +190,10 @@ def read_picture(path: str) -> Picture:
                 color, alpha = _read_png16(path)
             else:
                 color, alpha = _from_pil(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, PictureError):
-            raise
-        raise PictureError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+        raise _unreadable(path, e) from None
     if min(color.shape[:2]) < 8:
         raise PictureError(f"{path}: {color.shape[1]}x{color.shape[0]} is too small "
                            f"(the generator needs at least 8x8)")
@@ -197,9 +264,19 @@ def _with_iccp(png: bytes, icc_profile: bytes | None) -> bytes:
 
 
 def load_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
-    """Reads an image file as (H, W, 3) uint8 RGB, whatever its mode (grayscale, RGBA, 16-bit)."""
-    from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
-    with Image.open(path) as image:
+    """Reads an image file as (H, W, 3) uint8 RGB, whatever its mode (grayscale, RGBA, 16-bit).
+    Anything unreadable is a PictureError naming the file (see `read_picture`)."""
+    try:
+        return _load_rgb8(path)
+    except MemoryError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+        raise _unreadable(path, e) from None
+
+
+def _load_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
+    from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+    with open_image(path) as image:
         image.load()
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):
@@ -209,8 +286,7 @@ def load_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
             gray = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
             return np.repeat(gray[..., None], 3, axis=-1)
         if image.mode == "F":
-            raise PictureError(f"{path}: floating-point images (mode F, e.g. 32-bit float TIFF) "
-                               f"have no defined 8-bit range; convert it to 8 or 16 bits")
+            raise PictureError(_FLOAT_MODE_MESSAGE)
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
@@ -220,8 +296,11 @@ class Job:
     target: str  # output file
 
 
-def plan_jobs(inputs: Sequence[str], out: str) -> tuple[list[Job], list[str]]:
-    """(jobs, missing inputs): files map to OUT/<name>, folders' files to OUT/<relative path>."""
+def plan_jobs(inputs: Sequence[str], out: str, wanted=None) -> tuple[list[Job], list[str]]:
+    """(jobs, missing inputs): files map to OUT/<name>, folders' files to OUT/<relative path>.
+
+    Folders are searched for the names `wanted(name)` accepts (default: `is_image_name`)."""
+    wanted = wanted or is_image_name
     jobs, missing = [], []
     for item in inputs:
         if os.path.isdir(item):
@@ -229,7 +308,7 @@ def plan_jobs(inputs: Sequence[str], out: str) -> tuple[list[Job], list[str]]:
             for dirpath, dirnames, filenames in os.walk(item):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                          if images.is_image_name(f)]
+                          if wanted(f)]
             jobs += [Job(f, os.path.join(out, os.path.relpath(f, item))) for f in found]
         elif os.path.isfile(item):
             jobs.append(Job(item, os.path.join(out, os.path.basename(item))))

@@ -22,6 +22,7 @@ import pickle
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,6 +33,31 @@ Dtype = Any
 # The original code initialises every conv weight from N(0, 0.02) (networks.weights_init) and
 # biases at 0. This matters for ResOut: the generator starts close to the identity.
 CONV_INIT = nn.initializers.normal(stddev=0.02)
+
+# Rematerialisation (`jax.checkpoint`, flax's `nn.remat`) of the training networks, chosen once
+# when they are built (the `remat` attribute): 'none'; 'blocks' (each generator ResBlock, each
+# critic layer and each VGG conv keeps only its input for the backward pass and recomputes the
+# rest); 'full' (also each whole network, and the generator's full-resolution encode/decode
+# segments: the least memory, the most recomputation). Parameters and results are the same; only
+# memory and time change. On XLA:CPU it takes `train.KEEP_REMAT_BARRIERS_FLAG` in XLA_FLAGS to
+# take effect. The policy lets a checkpointed segment keep nothing but its inputs: the arrays
+# worth freeing are the convolutions' outputs themselves (matmuls under 'cpu_fast'), which a
+# dots-saving policy would keep.
+REMAT_CHOICES = ("none", "blocks", "full")
+REMAT_POLICY = jax.checkpoint_policies.nothing_saveable
+
+
+def check_remat(remat: str) -> str:
+    if remat not in REMAT_CHOICES:
+        raise ValueError(f"remat must be one of {REMAT_CHOICES}, got {remat!r}")
+    return remat
+
+
+def rematerialized(target: Any, static_argnums: tuple[int, ...] = ()) -> Any:
+    """`nn.remat` of a module class or of a function `f(module, ...)`, with `REMAT_POLICY`.
+    Wrapping keeps the parameter names: the wrapped module is named where it is assigned."""
+    return nn.remat(target, static_argnums=static_argnums, policy=REMAT_POLICY)
+
 
 # PyTorch's InstanceNorm2d epsilon; flax's default (1e-6) would break parity with the original.
 INSTANCE_NORM_EPS = 1e-5
@@ -143,7 +169,9 @@ class ResnetGenerator(nn.Module):
     original initialises it like every conv, N(0, 0.02). Only initialisation differs.
 
     `conv_impl` ('xla' or 'cpu_fast', see `conv_ops`) chooses how the convolutions are
-    computed; parameters and results are the same (to float rounding).
+    computed; parameters and results are the same (to float rounding). `remat` (see
+    `REMAT_CHOICES`) trades the training step's memory for recomputation; parameters and
+    results are the same.
 
     Call as `apply(variables, x, deterministic=True)`; `deterministic=False` enables dropout and
     needs a `'dropout'` RNG. Input: float NHWC in [-1, 1] with H and W multiples of 4.
@@ -159,6 +187,7 @@ class ResnetGenerator(nn.Module):
     zero_init_head: bool = False
     dtype: Dtype = jnp.float32
     conv_impl: str = "xla"
+    remat: str = "none"
 
     def setup(self):
         # Attribute names are the parameter names (stem, down_1, block_0, ..., head): the layout
@@ -168,8 +197,12 @@ class ResnetGenerator(nn.Module):
             nn.Conv(self.ngf * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                     use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT)
             for mult in (2, 4))
+        # 'blocks' and 'full': each block's call is checkpointed (`deterministic`, argument 2
+        # counting the module, is a Python bool and stays static).
+        block_class = (rematerialized(ResnetBlock, static_argnums=(2,))
+                       if check_remat(self.remat) != "none" else ResnetBlock)
         for i in range(self.n_blocks):
-            setattr(self, f"block_{i}", resnet_block_of(self))
+            setattr(self, f"block_{i}", resnet_block_of(self, block_class))
         self.up_1, self.up_2 = (UpConv(self.ngf * mult, dtype=self.dtype,
                                        conv_impl=self.conv_impl) for mult in (2, 1))
         head_init = nn.initializers.zeros if self.zero_init_head else CONV_INIT
@@ -185,10 +218,21 @@ class ResnetGenerator(nn.Module):
                 f"ResnetGenerator needs H and W that are multiples of 4 (two stride-2 stages), "
                 f"got {x.shape[1]}x{x.shape[2]}; pad the image (inference.restore does this "
                 f"for full images) or crop it.")
-        h = self.encode(x)
+        if self.remat == "full":
+            return rematerialized(ResnetGenerator._forward, static_argnums=(2,))(
+                self, x, deterministic)
+        return self._forward(x, deterministic)
+
+    def _forward(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
+        # 'full': the full-resolution segments are checkpointed too, so that the backward pass
+        # of the recomputed network holds one segment's activations at a time.
+        encode, decode = ResnetGenerator.encode, ResnetGenerator.decode
+        if self.remat == "full":
+            encode, decode = rematerialized(encode), rematerialized(decode)
+        h = encode(self, x)
         for i in range(self.n_blocks):
             h = self.block(i, h, deterministic)
-        return self.decode(h, x)
+        return decode(self, h, x)
 
     def encode(self, x: jnp.ndarray) -> jnp.ndarray:
         """Stem and the two downsamplings: (N, H, W, 3) -> (N, H/4, W/4, 4 ngf)."""
@@ -210,9 +254,10 @@ class ResnetGenerator(nn.Module):
         return out
 
 
-def resnet_block_of(generator: ResnetGenerator) -> ResnetBlock:
-    """The ResBlock of a generator (every block has this configuration and its own params)."""
-    return ResnetBlock(generator.ngf * 4, generator.dropout_rate, dtype=generator.dtype,
+def resnet_block_of(generator: ResnetGenerator, block_class: Any = ResnetBlock) -> ResnetBlock:
+    """The ResBlock of a generator (every block has this configuration and its own params).
+    Without remat by default: tiled inference applies it alone, as a plain module."""
+    return block_class(generator.ngf * 4, generator.dropout_rate, dtype=generator.dtype,
                        conv_impl=generator.conv_impl)
 
 
@@ -237,15 +282,24 @@ class PatchCritic(nn.Module):
     conv but the first (no norm, as in the original code and its weights) and the last.
 
     Returns one unbounded score per patch, shape (N, h, w, 1); no sigmoid (WGAN-GP critic).
+
+    `remat` (see `REMAT_CHOICES`): 'blocks' checkpoints each conv + norm + LeakyReLU layer,
+    'full' the whole network and each layer within it; the gradient penalty's double backward recomputes through them.
     """
 
     ndf: int = 64
     n_layers: int = 3
     dtype: Dtype = jnp.float32
     conv_impl: str = "xla"
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        if check_remat(self.remat) == "full":
+            return rematerialized(PatchCritic._layers)(self, x)
+        return self._layers(x)
+
+    def _layers(self, x: jnp.ndarray) -> jnp.ndarray:
         # 'cpu_fast' writes these convolutions as matmuls (conv_ops.critic_conv): XLA:CPU
         # computes some of their gradients, and the gradient penalty's second derivatives, on a
         # very slow path.
@@ -254,13 +308,20 @@ class PatchCritic(nn.Module):
         conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
             f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
             dtype=self.dtype, kernel_init=CONV_INIT, conv_general_dilated=lax_conv, name=name)
-        h = nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(x.astype(self.dtype)), 0.2)
-        mult = 1
-        for i in range(1, self.n_layers + 1):
-            mult = min(2 ** i, 8)
+
+        def first(module, h):
+            return nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(h), 0.2)
+
+        def middle(module, h, i):
             stride = 2 if i < self.n_layers else 1
-            h = conv(self.ndf * mult, stride, False, f"conv_{i}")(h)
-            h = nn.leaky_relu(instance_norm(h), 0.2)
+            h = conv(self.ndf * min(2 ** i, 8), stride, False, f"conv_{i}")(h)
+            return nn.leaky_relu(instance_norm(h), 0.2)
+
+        if self.remat != "none":  # `i` (argument 2 counting the module) names the layer
+            first, middle = rematerialized(first), rematerialized(middle, static_argnums=(2,))
+        h = first(self, x.astype(self.dtype))
+        for i in range(1, self.n_layers + 1):
+            h = middle(self, h, i)
         h = conv(1, 1, True, f"conv_{self.n_layers + 1}")(h)
         return h.astype(jnp.float32)
 
@@ -305,6 +366,9 @@ class VGGFeatures(nn.Module):
     preprocess: str = "torch"
     dtype: Dtype = jnp.float32
     conv_impl: str = "xla"
+    # Not 'none': each conv + ReLU is checkpointed (the perceptual loss differentiates the trunk
+    # with respect to the restored image at full resolution, 64 channels: its largest arrays).
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -317,18 +381,23 @@ class VGGFeatures(nn.Module):
         if self.imagenet_normalize:
             h = normalize_for_vgg(h, self.preprocess)
         h = h.astype(self.dtype)
-        for name in VGG_LAYERS:
-            if name.startswith("pool"):
-                h = nn.max_pool(h, (2, 2), strides=(2, 2))
-                continue
+
+        def conv_layer(module, h, name, relu):
             h = nn.Conv(VGG_CHANNELS[name], (3, 3), padding=((1, 1), (1, 1)),
                         dtype=self.dtype, kernel_init=CONV_INIT,
                         conv_general_dilated=conv_ops.as_lax_conv(
                             conv_ops.implementation(self.conv_impl).vgg_conv, strided=True),
                         name=name)(h)
-            if name == self.layer and not self.after_relu:
-                return h.astype(jnp.float32)
-            h = nn.relu(h)
+            return nn.relu(h) if relu else h
+
+        if check_remat(self.remat) != "none":  # the layer's name and ReLU flag are static
+            conv_layer = rematerialized(conv_layer, static_argnums=(2, 3))
+        for name in VGG_LAYERS:
+            if name.startswith("pool"):
+                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+                continue
+            relu = name != self.layer or self.after_relu
+            h = conv_layer(self, h, name, relu)
             if name == self.layer:
                 return h.astype(jnp.float32)
         raise AssertionError("unreachable")
@@ -393,7 +462,7 @@ def load_vgg_params(arch: str = "vgg16", path: str | None = None) -> tuple[dict,
 
 
 def read_vgg_npz(path: str) -> tuple[dict, str]:
-    """Reads a converted VGG weights file (see `convert.write_vgg_npz`)."""
+    """Reads a converted VGG weights file (see `torch_weights.write_vgg_npz`)."""
     with np.load(path, allow_pickle=False) as f:
         missing = [f"{n}/{p}" for n in VGG_CONV_LAYERS for p in ("kernel", "bias")
                    if f"{n}/{p}" not in f.files]

@@ -7,6 +7,15 @@ Written once with an optional axis name, the same step runs data-parallel over d
 loop: data, checkpoints (resumed from the latest), TensorBoard, progress bar, periodic
 evaluation. The root `train.py` is its command line.
 
+Memory and weights: `config.remat` checkpoints the generator's ResBlocks and the critic's layers
+('blocks') or whole networks ('full'), chosen once in `create_networks` (on XLA:CPU it needs
+`KEEP_REMAT_BARRIERS_FLAG`, which `train_and_evaluate` sets when it can). `config.ema_decay > 0`
+makes the state an `EMATrainState`, which also holds the exponential moving average of the
+generator's weights (a deviation from the paper, off by default): updated in the step,
+checkpointed, evaluated during training and picked by evaluate/export/deblur (`--weights`).
+`config.compute_dtype='bfloat16'` computes the networks in bfloat16; params, Adam moments, the
+EMA, losses and the gradient penalty's norms stay float32 (tests/test_scale.py).
+
 Randomness: one root key from `config.seed`; the key of step s is fold_in(root, s) (and, under
 pmap, the device index), split into dropout and penalty keys, so a resumed run draws exactly the
 numbers a straight run would, and the data pipeline is a pure function of (seed, example index).
@@ -50,6 +59,29 @@ class TrainState:
 
 
 @flax.struct.dataclass
+class EMATrainState(TrainState):
+    """The state of a run with `config.ema_decay > 0`: also the exponential moving average of
+    the generator's weights (float32), updated after every generator update. A run without EMA
+    has a plain `TrainState`, so its checkpoints hold no 'ema_params' at all (and resuming with
+    EMA switched on or off is refused by `config.resume_changes`)."""
+
+    ema_params: Any
+
+
+def eval_params(state: TrainState) -> Any:
+    """The generator weights a run evaluates and exports: the EMA when the run keeps one."""
+    return state.ema_params if isinstance(state, EMATrainState) else state.g_params
+
+
+def update_ema(ema_params: Any, params: Any, decay: float) -> Any:
+    """ema = decay * ema + (1 - decay) * params, in float32."""
+    decay32 = jnp.float32(decay)
+    return jax.tree_util.tree_map(
+        lambda e, p: decay32 * e.astype(jnp.float32) + (1 - decay32) * p.astype(jnp.float32),
+        ema_params, params)
+
+
+@flax.struct.dataclass
 class Networks:
     """The modules of a run (static: hashable config, no arrays)."""
 
@@ -66,25 +98,60 @@ def compute_dtype(config: ml_collections.ConfigDict) -> Any:
     return names[config.compute_dtype]
 
 
+# XLA:CPU removes the optimization barriers `jax.checkpoint` puts around a recomputation (its
+# 'cse_barrier_expander' pass) before common-subexpression elimination, which then merges the
+# recomputation with the forward pass: remat compiles to the very program it was meant to
+# shrink (measured: the same temporaries, 8.87 GiB at batch 8, 256x256). Keeping the barriers
+# makes it effective; the flag must be in XLA_FLAGS before JAX starts its backend.
+KEEP_REMAT_BARRIERS_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
+
+
+def keep_remat_barriers(config: ml_collections.ConfigDict) -> bool:
+    """With `config.remat` on, adds KEEP_REMAT_BARRIERS_FLAG to XLA_FLAGS if JAX's backend has
+    not started yet (a warning otherwise, where it is missing). Returns whether it is in force.
+    Only the CPU backend is concerned: accelerators' pipelines honour the barriers, and the
+    flag names a pass, so elsewhere it changes nothing."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if config.get("remat", "none") == "none" or KEEP_REMAT_BARRIERS_FLAG in flags:
+        return KEEP_REMAT_BARRIERS_FLAG in flags
+    try:
+        from jax._src import xla_bridge
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        started = True
+    if started:
+        logging.warning("config.remat=%r: JAX started before %s was in XLA_FLAGS; on CPU the "
+                        "recomputation is merged away and memory does not fall. Set it in "
+                        "XLA_FLAGS before starting Python.", config.remat,
+                        KEEP_REMAT_BARRIERS_FLAG)
+        return False
+    os.environ["XLA_FLAGS"] = (flags + " " + KEEP_REMAT_BARRIERS_FLAG).strip()
+    return True
+
+
 def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "torch",
                     backend: str | None = None) -> Networks:
     """The run's networks, with `config.model.conv_impl` resolved once here ('auto': see
-    `conv_ops.resolve_conv_impl`; `backend` defaults to JAX's default backend)."""
+    `conv_ops.resolve_conv_impl`; `backend` defaults to JAX's default backend) and
+    `config.remat` applied to the generator, the critic and the VGG trunk."""
     dtype = compute_dtype(config)
     m = config.model
     conv_impl = conv_ops.resolve_conv_impl(m.get("conv_impl", "auto"), dtype, backend)
+    remat = models.check_remat(config.get("remat", "none"))
     generator = models.ResnetGenerator(ngf=m.ngf, n_blocks=m.n_blocks,
                                        dropout_rate=m.dropout_rate,
                                        learn_residual=m.learn_residual,
                                        zero_init_head=m.get("zero_init_head", False), dtype=dtype,
-                                       conv_impl=conv_impl)
-    critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype, conv_impl=conv_impl)
+                                       conv_impl=conv_impl, remat=remat)
+    critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype, conv_impl=conv_impl,
+                                remat=remat)
     features = None
     if config.loss.content == "perceptual":
         features = models.VGGFeatures(arch=config.loss.vgg_arch, layer=config.loss.vgg_layer,
                                       after_relu=config.loss.vgg_after_relu,
                                       imagenet_normalize=config.loss.vgg_imagenet_normalize,
-                                      preprocess=vgg_preprocess, dtype=dtype, conv_impl=conv_impl)
+                                      preprocess=vgg_preprocess, dtype=dtype, conv_impl=conv_impl,
+                                      remat=remat)
     return Networks(generator, critic, features)
 
 
@@ -120,9 +187,14 @@ def create_train_state(config: ml_collections.ConfigDict, networks: Networks) ->
     g_params = networks.generator.init(k_g, dummy)["params"]
     d_params = networks.critic.init(k_d, dummy)["params"]
     tx = make_optimizer(config)
-    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
-                      g_opt_state=tx.init(g_params), d_opt_state=tx.init(d_params),
-                      rng=jax.random.key_data(root))
+    fields = dict(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                  g_opt_state=tx.init(g_params), d_opt_state=tx.init(d_params),
+                  rng=jax.random.key_data(root))
+    if config.get("ema_decay", 0.0) > 0:
+        # The average starts at the initial weights (a copy: the step donates both buffers).
+        ema = jax.tree_util.tree_map(lambda p: jnp.array(p, jnp.float32, copy=True), g_params)
+        return EMATrainState(**fields, ema_params=ema)
+    return TrainState(**fields)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +316,9 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     metrics = pmean(metrics)
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    if isinstance(state, EMATrainState):
+        new_state = new_state.replace(
+            ema_params=update_ema(state.ema_params, g_params, config.ema_decay))
     return new_state, metrics
 
 
@@ -333,7 +408,7 @@ class Interrupted(Exception):
 
     def __init__(self, step: int, saved: bool):
         self.step, self.saved = step, saved
-        super().__init__(f"interrupted at step {step}; "
+        super().__init__(f"stopped at step {step}; "
                          + ("a checkpoint of it was saved" if saved else
                             "the latest checkpoint is kept")
                          + ": run the same command to resume")
@@ -342,7 +417,10 @@ class Interrupted(Exception):
 class StopRequests:
     """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so a stop never cuts a
     step or a checkpoint save in half. A second Ctrl-C exits at once (130): the checkpoints on
-    disk are complete, since Orbax writes each into a temporary folder and renames it."""
+    disk are complete, since Orbax writes each into a temporary folder and renames it.
+
+    The acknowledgement is written without a newline: `Interrupted`'s message (printed by
+    train.py) completes the same line, so a stop reads as one line on stderr."""
 
     def __init__(self):
         self.requested = False
@@ -355,9 +433,11 @@ class StopRequests:
                              "checkpoint is kept\n")
             sys.stderr.flush()
             os._exit(130)
+        if not self.requested:
+            sys.stderr.write("\ninterrupted: finishing the current step (Ctrl-C again to stop "
+                             "at once)... ")
+            sys.stderr.flush()
         self.requested = True
-        sys.stderr.write("\nstopping after the current step (Ctrl-C again to stop now)\n")
-        sys.stderr.flush()
 
     def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():
@@ -371,7 +451,7 @@ class StopRequests:
 
 
 def _prepare_workdir(workdir: str) -> None:
-    """RunError for a workdir that cannot be a folder (it, or a parent, is a file)."""
+    """UnusableWorkdir for a workdir that cannot be a folder (it, or a parent, is a file)."""
     path = os.path.abspath(workdir)
     while path and not os.path.exists(path):
         parent = os.path.dirname(path)
@@ -379,7 +459,7 @@ def _prepare_workdir(workdir: str) -> None:
             break
         path = parent
     if os.path.exists(path) and not os.path.isdir(path):
-        raise checkpoints.RunError(f"--workdir {workdir}: {path} is a file, not a folder")
+        raise checkpoints.UnusableWorkdir(f"--workdir {workdir}: {path} is a file, not a folder")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -401,6 +481,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     config_lib.validate(config)
     _prepare_workdir(workdir)
+    keep_remat_barriers(config)  # before JAX starts its backend
     parallel.initialize_distributed(config.distributed)  # before JAX touches a device
     plan = parallel.create(config)
     is_main = jax.process_index() == 0
@@ -500,7 +581,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     # Every process evaluates (the same numbers) so that all of them hand Orbax
                     # the same metrics for its best-checkpoint bookkeeping.
                     eval_metrics, grids = evaluate_generator(
-                        networks.generator, plan.local_copy(state.g_params), eval_batches(),
+                        networks.generator, plan.local_copy(eval_params(state)), eval_batches(),
                         config.eval_max_images, config.num_image_summaries,
                         stop=lambda: stop.requested)
                     if writer is not None and eval_metrics:
@@ -530,8 +611,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             manager.close()
             if writer is not None:
                 writer.close()
-        if stop.requested:
+        if stop.requested and done < config.num_steps:
             raise Interrupted(done, saved=saved_step == done and done > start)
+        if stop.requested:  # the stop came after the last step: the run is complete
+            sys.stderr.write("the run had already finished\n")
     stats = train_batches.stats
     if is_main and (stats.unreadable or stats.padded or stats.replaced or stats.dropped):
         print(f"training data: {stats.summary()}", flush=True)

@@ -69,6 +69,11 @@ class VideoError(ValueError):
 
 
 def _cv2():
+    # FFmpeg's and OpenCV's own log lines ("moov atom not found", "[ WARN:0@...]") would precede
+    # the VideoError that says the same in words. FFmpeg's level is read when the first video is
+    # opened, OpenCV's when it is imported.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         import cv2  # pylint: disable=g-import-not-at-top
     except ImportError as e:  # pragma: no cover - it is a runtime dependency

@@ -24,7 +24,7 @@ def time_jax(h, w, repeats):
     sys.path.insert(0, ROOT)
     from deblurgan_jax import models
 
-    net = models.ResnetGenerator()
+    net = models.build_generator(models.DEFAULT_GENERATOR_CONFIG)  # conv_impl auto
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, h, w, 3)), jnp.float32)
     params = net.init(jax.random.key(0), x[:, :64, :64])["params"]
     fwd = jax.jit(lambda p, x: net.apply({"params": p}, x, deterministic=True))
@@ -37,7 +37,7 @@ def time_jax(h, w, repeats):
         jax.block_until_ready(fwd(params, x))
         times.append(time.perf_counter() - t0)
     return {"median_s": sorted(times)[len(times) // 2], "min_s": min(times),
-            "first_call_s": compile_s}
+            "first_call_s": compile_s, "conv_impl": net.conv_impl}
 
 
 def time_torch(h, w, repeats):

@@ -1,6 +1,6 @@
 """Full-image inference on CPU: seconds per 1280x720 image for the paper's generator (ngf 64,
 9 blocks), jitted JAX vs the PyTorch reference (tests/torch_reference.py), and the peak memory of
-tiled inference (whole-image InstanceNorm statistics, evaluate.restore_tiled) of a 4000x3000
+tiled inference (whole-image InstanceNorm statistics, inference.restore_tiled) of a 4000x3000
 photo.
 
 Prints one JSON object. Each measurement runs in a fresh subprocess and reports its peak resident
@@ -32,12 +32,12 @@ def bench_jax(repeats: int) -> dict:
     import jax
     import numpy as np
     sys.path.insert(0, ROOT)
-    from deblurgan_jax import evaluate, models
+    from deblurgan_jax import inference, models
 
-    g = models.ResnetGenerator()
+    g = models.build_generator(models.DEFAULT_GENERATOR_CONFIG)  # conv_impl auto
     params = g.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))["params"]
     x = np.random.default_rng(0).uniform(-1, 1, (1, HEIGHT, WIDTH, 3)).astype(np.float32)
-    restore = evaluate.make_restore_fn(g)
+    restore = inference.make_restore_fn(g)
     start = time.perf_counter()
     jax.block_until_ready(restore(params, x))
     first = time.perf_counter() - start
@@ -74,23 +74,23 @@ def bench_tiled(tile: int) -> dict:
     import skimage.data
     from PIL import Image
     sys.path.insert(0, ROOT)
-    from deblurgan_jax import evaluate, models
+    from deblurgan_jax import inference, models
 
     photo = np.asarray(Image.fromarray(skimage.data.coffee()).resize((BIG_WIDTH, BIG_HEIGHT),
                                                                       Image.BICUBIC))
     x = (photo.astype(np.float32) / 127.5 - 1.0)[None]
     del photo
-    g = models.ResnetGenerator()
+    g = models.build_generator(models.DEFAULT_GENERATOR_CONFIG)  # conv_impl auto
     params = g.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))["params"]
     before = peak_rss_gib()
     start = time.perf_counter()
-    y = evaluate.restore_tiled(g, params, x, tile=tile)
+    y = inference.restore_tiled(g, params, x, tile=tile)
     seconds = time.perf_counter() - start
     assert y.shape == x.shape and np.all(np.isfinite(y))
     return {"image": f"{BIG_WIDTH}x{BIG_HEIGHT}", "tile": tile,
-            "overlap": evaluate.default_tile_overlap(g.n_blocks),
-            "num_tiles": len(evaluate.tile_grid(BIG_HEIGHT, BIG_WIDTH, tile,
-                                                evaluate.default_tile_overlap(g.n_blocks))),
+            "overlap": inference.default_tile_overlap(g.n_blocks),
+            "num_tiles": len(inference.tile_grid(BIG_HEIGHT, BIG_WIDTH, tile,
+                                                inference.default_tile_overlap(g.n_blocks))),
             "seconds": seconds, "peak_rss_gib": peak_rss_gib(),
             "peak_rss_before_inference_gib": before}
 

@@ -4,9 +4,14 @@ the same iteration written in PyTorch (the reference networks of tests/torch_ref
 the same machine. Prints one JSON object.
 
   python experiments/bench_train.py [--batch-sizes 1,8] [--repeats 2] [--dtypes float32]
+      [--remat none,blocks,full] [--skip-torch]
 
 On a GPU machine pass `--dtypes float32,bfloat16 --skip-torch` for iterations/s per dtype.
-Each measurement runs in a fresh subprocess (peak RSS per framework and size).
+Each measurement (framework, batch, dtype, remat) runs in a fresh subprocess: ru_maxrss only
+grows within a process, so that is what makes its peak RSS its own. Each JAX row also reports
+XLA's compiled temporaries (`memory_analysis()`), its time and peak RSS relative to PyTorch's,
+and, when 'none' is measured too, the largest parameter difference after the first step from
+the run without remat (rematerialisation must not change results).
 """
 import argparse
 import json
@@ -15,12 +20,38 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# = deblurgan_jax.train.KEEP_REMAT_BARRIERS_FLAG (not imported: the parent process stays light)
+KEEP_REMAT_BARRIERS_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
 
 
-def time_jax(batch, size, repeats, dtype):
+def reset_peak_rss():
+    """Restarts the kernel's peak-RSS count (VmHWM) of this process (Linux >= 4.0), so that
+    `step_peak_rss_mib` covers the steps only, not XLA's compilation before them."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def step_peak_rss_mib():
+    """VmHWM of /proc/self/status in MiB (None where unavailable)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -33,6 +64,7 @@ def time_jax(batch, size, repeats, dtype):
     config.crop_size = size
     config.loss.vgg_arch = "vgg16"  # same layers as VGG19 up to conv3_3; weights ship offline
     config.compute_dtype = dtype
+    config.remat = remat
     feature_params, preprocess = train.load_feature_params(config)
     networks = train.create_networks(config, preprocess)
     state = train.create_train_state(config, networks)
@@ -41,17 +73,30 @@ def time_jax(batch, size, repeats, dtype):
     batch_arrays = {k: jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)
                     for k in ("blurred", "sharp")}
     t0 = time.perf_counter()
-    state, metrics = step(state, batch_arrays, feature_params)
+    compiled = step.lower(state, batch_arrays, feature_params).compile()
+    compile_s = time.perf_counter() - t0
+    analysis = compiled.memory_analysis()
+    reset = reset_peak_rss()
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, batch_arrays, feature_params)
     jax.block_until_ready(metrics)
     first = time.perf_counter() - t0
+    if params_out:
+        leaves = jax.tree_util.tree_leaves_with_path({"g": state.g_params, "d": state.d_params})
+        np.savez(params_out, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        state, metrics = step(state, batch_arrays, feature_params)
+        state, metrics = compiled(state, batch_arrays, feature_params)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
-    return {"median_s": sorted(times)[len(times) // 2], "first_call_s": first,
-            "device": str(jax.devices()[0].platform)}
+    out = {"median_s": sorted(times)[len(times) // 2], "first_call_s": first,
+           "compile_s": compile_s, "device": str(jax.devices()[0].platform), "remat": remat}
+    if reset:
+        out["step_peak_rss_mib"] = step_peak_rss_mib()
+    if analysis is not None:
+        out["xla_temp_mib"] = analysis.temp_size_in_bytes / 2 ** 20
+    return out
 
 
 def time_torch(batch, size, repeats):
@@ -86,13 +131,17 @@ def time_torch(batch, size, repeats):
         loss_g.backward()
         opt_g.step()
 
+    reset = reset_peak_rss()
     iteration()  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         iteration()
         times.append(time.perf_counter() - t0)
-    return {"median_s": sorted(times)[len(times) // 2], "threads": torch.get_num_threads()}
+    out = {"median_s": sorted(times)[len(times) // 2], "threads": torch.get_num_threads()}
+    if reset:
+        out["step_peak_rss_mib"] = step_peak_rss_mib()
+    return out
 
 
 def main():
@@ -101,13 +150,17 @@ def main():
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--dtypes", default="float32", help="JAX compute dtypes, comma-separated")
+    p.add_argument("--remat", default="none",
+                   help="config.remat settings of the JAX step, comma-separated "
+                        "(none, blocks, full)")
     p.add_argument("--skip-torch", action="store_true")
-    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        fw, batch, dtype = args.child
+        fw, batch, dtype, remat, params_out = args.child
         if fw == "jax":
-            out = time_jax(int(batch), args.size, args.repeats, dtype)
+            out = time_jax(int(batch), args.size, args.repeats, dtype, remat,
+                           params_out if params_out != "-" else None)
         else:
             out = time_torch(int(batch), args.size, args.repeats)
         out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -118,26 +171,61 @@ def main():
                "iteration": "5 critic (WGAN-GP) + 1 generator (adversarial + 100 x VGG conv3_3)",
                "size": args.size, "batches": {}}
 
-    def run(fw, batch, dtype):
+    params_dir = tempfile.mkdtemp(prefix="bench_train_")
+
+    def run(fw, batch, dtype, remat="none", params_out="-"):
+        child_env = env
+        if fw == "jax" and remat != "none":  # see train.keep_remat_barriers: XLA:CPU needs it
+            child_env = dict(env, XLA_FLAGS=(env.get("XLA_FLAGS", "") + " "
+                                             + KEEP_REMAT_BARRIERS_FLAG).strip())
         r = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--repeats",
-                            str(args.repeats), "--child", fw, str(batch), dtype], env=env,
-                           capture_output=True, text=True)
+                            str(args.repeats), "--child", fw, str(batch), dtype, remat,
+                            params_out], env=child_env, capture_output=True, text=True)
         if r.returncode:
             return {"error": r.stderr[-2000:]}
         return json.loads(r.stdout.strip().splitlines()[-1])
 
+    remats = args.remat.split(",")
     for batch in map(int, args.batch_sizes.split(",")):
-        row = {f"jax_{dt}": run("jax", batch, dt) for dt in args.dtypes.split(",")}
+        row, saved = {}, {}
+        for dt in args.dtypes.split(","):
+            for remat in remats:
+                saved[dt, remat] = os.path.join(params_dir, f"{batch}_{dt}_{remat}.npz")
+                row[f"jax_{dt}_remat_{remat}"] = run("jax", batch, dt, remat, saved[dt, remat])
         if not args.skip_torch:
             row["torch"] = run("torch", batch, "float32")
-            if "median_s" in row.get("jax_float32", {}) and "median_s" in row["torch"]:
-                row["jax_over_torch"] = row["jax_float32"]["median_s"] / row["torch"]["median_s"]
+        torch_row = row.get("torch", {})
+        for (dt, remat), path in saved.items():
+            v = row[f"jax_{dt}_remat_{remat}"]
+            if "median_s" in v and "median_s" in torch_row:
+                v["time_over_torch"] = v["median_s"] / torch_row["median_s"]
+                v["peak_rss_over_torch"] = v["peak_rss_mib"] / torch_row["peak_rss_mib"]
+                if v.get("step_peak_rss_mib") and torch_row.get("step_peak_rss_mib"):
+                    v["step_peak_rss_over_torch"] = (v["step_peak_rss_mib"]
+                                                     / torch_row["step_peak_rss_mib"])
+            reference = saved.get((dt, "none"))
+            if remat != "none" and reference and os.path.exists(reference) \
+                    and os.path.exists(path):
+                v["max_param_diff_vs_none"] = max_param_diff(path, reference)
         for k, v in row.items():
             if isinstance(v, dict) and "median_s" in v:
                 v["iterations_per_s"] = 1.0 / v["median_s"]
                 v["pairs_per_s"] = batch / v["median_s"]
         results["batches"][str(batch)] = row
+    for name in os.listdir(params_dir):
+        os.remove(os.path.join(params_dir, name))
+    os.rmdir(params_dir)
     print(json.dumps(results, indent=2))
+
+
+def max_param_diff(path_a, path_b):
+    """The largest absolute difference between two parameter files of `time_jax`."""
+    import numpy as np
+
+    with np.load(path_a) as a, np.load(path_b) as b:
+        if sorted(a.files) != sorted(b.files):
+            return float("inf")
+        return max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import tiny  # noqa: E402
-from deblurgan_jax import data, parallel, train  # noqa: E402
+from deblurgan_jax import checkpoints, data, parallel, train  # noqa: E402
 
 DRIVERS = ("pmap", "sharding")
 
@@ -130,7 +130,7 @@ def checkpoint(workdir: str, states: dict) -> dict:
     for driver, (plan, state) in states.items():
         run_dir = os.path.join(workdir, driver)
         trained = flat_params(plan.local_copy(state))
-        manager = checkpoints.checkpoint_manager(run_dir, config)
+        manager = checkpoints.checkpoint_manager(run_dir, config.max_to_keep)
         checkpoints.save_checkpoint(manager, plan.to_single_copy(state))
         manager.wait_until_finished()
         result = {"latest_step": manager.latest_step()}

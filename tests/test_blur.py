@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage, signal
 
+from command_runner import run_main
 from deblurgan_jax import blur as blur_lib
 from deblurgan_jax import images, motion_blur
 
@@ -125,7 +126,7 @@ def test_sample_kernels_picks_one_of_the_dataset_fractions():
     # Same generator state -> same trajectories (drawn first), so each sampled kernel must be
     # one of that trajectory's kernels at fractions 1/10, 1/2, 1.
     traj = motion_blur.sample_trajectories(_rng(4), 12, **SMALL)
-    candidates = motion_blur.trajectories_to_kernels(traj, 32, fractions=blur_lib.DATASET_FRACTIONS)
+    candidates = motion_blur.trajectories_to_kernels(traj, 32, fractions=motion_blur.DATASET_FRACTIONS)
     distance = np.abs(candidates - kernels[:, None]).max(axis=(2, 3))
     assert np.all(distance.min(axis=1) < 1e-6)
 
@@ -223,6 +224,11 @@ def test_blur_rejects_bad_images():
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return run_main(blur_lib.main, *args)
+
+
+def _run_subprocess(*args: str) -> subprocess.CompletedProcess:
+    """The command as a user runs it (one smoke test; the others call main in-process)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "deblurgan_jax.blur", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -292,7 +298,7 @@ def test_show_kernels_writes_a_png(tmp_path):
 
 
 def test_cli_help_and_bad_arguments(tmp_path):
-    result = _run_cli("make-dataset", "--help")
+    result = _run_subprocess("make-dataset", "--help")
     assert result.returncode == 0 and "--per-image" in result.stdout
     result = _run_cli("show-kernels", "--out", str(tmp_path / "k.png"), "--canvas", "32",
                       "--max-len", "60")

@@ -120,3 +120,80 @@ def test_unsupported_conv_arguments_are_refused():
     with pytest.raises(NotImplementedError, match="dilation"):
         conv(rand(0, (1, 8, 8, 2)), rand(1, (3, 3, 2, 2)), (1, 1), "VALID",
              rhs_dilation=(2, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# The two implementations of the networks: conv_impl='xla' and 'cpu_fast' compute the same.
+
+from deblurgan_jax import losses, models  # noqa: E402
+
+
+def _rel_close(a, b, tol=1e-4):
+    """Every leaf within `tol` of the reference's largest magnitude in that leaf."""
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        assert_close(x, y, tol)
+
+
+def test_resolve_conv_impl_is_explicit():
+    assert conv_ops.resolve_conv_impl("auto", jnp.float32, "cpu") == "cpu_fast"
+    assert conv_ops.resolve_conv_impl("auto", jnp.bfloat16, "cpu") == "xla"
+    assert conv_ops.resolve_conv_impl("auto", jnp.float32, "gpu") == "xla"
+    assert conv_ops.resolve_conv_impl("xla", jnp.float32, "cpu") == "xla"
+    assert conv_ops.resolve_conv_impl("cpu_fast", jnp.float32, "gpu") == "cpu_fast"
+    with pytest.raises(ValueError, match="conv_impl"):
+        conv_ops.resolve_conv_impl("winograd")
+
+
+def test_generator_implementations_agree_with_gradients():
+    # A size that is not a multiple of the Winograd tile.
+    x = rand(1, (2, 28, 36, 3), 0.5)
+    flat = jnp.full((1, 28, 36, 3), 0.3)
+    nets = {impl: models.ResnetGenerator(ngf=8, n_blocks=1, conv_impl=impl)
+            for impl in ("xla", "cpu_fast")}
+    params = nets["xla"].init(jax.random.key(0), x)["params"]
+    # Larger weights than the N(0, 0.02) init so every layer matters to the output.
+    params = jax.tree_util.tree_map(lambda p: p * 8.0, params)
+
+    def loss(p, impl, images):
+        y = nets[impl].apply({"params": p}, images, deterministic=False,
+                             rngs={"dropout": jax.random.key(5)})
+        return jnp.mean(jnp.square(y - 0.1)), y
+
+    (_, y_xla), g_xla = jax.value_and_grad(loss, has_aux=True)(params, "xla", x)
+    (_, y_fast), g_fast = jax.value_and_grad(loss, has_aux=True)(params, "cpu_fast", x)
+    assert_close(y_fast, y_xla, 1e-4)
+    _rel_close(g_fast, g_xla)
+    # A flat image: the outputs agree too. (Its gradients do not: after the stem the
+    # InstanceNorm divides rounding noise by sqrt(eps), in either implementation.)
+    assert_close(loss(params, "cpu_fast", flat)[1], loss(params, "xla", flat)[1], 1e-4)
+
+
+def test_critic_implementations_agree_including_the_gradient_penalty():
+    real, fake = rand(2, (2, 40, 40, 3), 0.5), rand(3, (2, 40, 40, 3), 0.5)
+    alpha = jnp.array([0.3, 0.8])
+    # ndf 4: the stride-1 layer (16 -> 32 channels) still takes the Winograd path.
+    critics = {impl: models.PatchCritic(ndf=4, n_layers=3, conv_impl=impl)
+               for impl in ("xla", "cpu_fast")}
+    params = critics["xla"].init(jax.random.key(1), real)["params"]
+    assert_close(critics["cpu_fast"].apply({"params": params}, real),
+                 critics["xla"].apply({"params": params}, real), 1e-4)
+
+    def critic_loss(p, impl):  # differentiates the input gradient: second derivatives
+        fn = lambda images: critics[impl].apply({"params": p}, images)  # noqa: E731
+        return losses.wgan_gp_critic_loss(fn, real, fake, alpha, gp_weight=10.0)[0]
+
+    _rel_close(jax.grad(critic_loss)(params, "cpu_fast"), jax.grad(critic_loss)(params, "xla"))
+
+
+def test_vgg_implementations_agree_with_gradients():
+    x = rand(4, (1, 24, 24, 3), 0.5)
+    nets = {impl: models.VGGFeatures(conv_impl=impl) for impl in ("xla", "cpu_fast")}
+    params = nets["xla"].init(jax.random.key(2), x)["params"]
+    params = jax.tree_util.tree_map(lambda p: p * 3.0, params)
+    assert_close(nets["cpu_fast"].apply({"params": params}, x),
+                 nets["xla"].apply({"params": params}, x), 1e-4)
+
+    def loss(p, impl):
+        return jnp.mean(jnp.square(nets[impl].apply({"params": p}, x)))
+
+    _rel_close(jax.grad(loss)(params, "cpu_fast"), jax.grad(loss)(params, "xla"))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from command_runner import run_main
 from deblurgan_jax import checkpoints, convert, export, models, torch_weights
 import torch_reference as ref
 
@@ -17,6 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cli(*args):
+    return run_main(convert.main, *args)
+
+
+def _subprocess_cli(*args):
+    """The command as a user runs it (one smoke test; the others call main in-process)."""
     return subprocess.run([sys.executable, "-m", "deblurgan_jax.convert", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
@@ -32,7 +38,7 @@ def test_generator_pth_round_trip_via_cli(tmp_path, small_generator):
     # DataParallel-saved checkpoints carry a 'module.' prefix; the importer strips it.
     torch.save({"module." + k: v for k, v in small_generator.state_dict().items()}, pth)
     out = tmp_path / "g.msgpack"
-    r = _cli("generator", "--pth", str(pth), "--out", str(out))
+    r = _subprocess_cli("generator", "--pth", str(pth), "--out", str(out))
     assert r.returncode == 0, r.stderr
     params, cfg = checkpoints.load_generator(str(out))
     assert cfg["ngf"] == 8 and cfg["n_blocks"] == 3 and cfg["learn_residual"] is True
@@ -68,7 +74,7 @@ def test_one_conv_2019_checkpoint_is_refused(tmp_path):
         torch_weights.load_deblurgan_generator(str(pth))
     assert "one convolution" in str(e.value).lower()
     r = _cli("generator", "--pth", str(pth), "--out", str(tmp_path / "x.msgpack"))
-    assert r.returncode == 2 and "2019" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "2019" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.msgpack").exists()
 
 
@@ -161,13 +167,13 @@ def test_bad_vgg_files_give_clear_errors(tmp_path):
     bad = tmp_path / "notes.h5"
     bad.write_text("not hdf5")
     r = _cli("vgg19", "--keras", str(bad), "--out", str(tmp_path / "o.npz"))
-    assert r.returncode == 2 and "not an HDF5 file" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "not an HDF5 file" in r.stderr and "Traceback" not in r.stderr
     pth = tmp_path / "other.pth"
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, pth)
     r = _cli("vgg19", "--torchvision", str(pth), "--out", str(tmp_path / "o.npz"))
-    assert r.returncode == 2 and "features.0.bias" in r.stderr
+    assert r.returncode == 1 and "features.0.bias" in r.stderr
     r = _cli("generator", "--pth", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "not found" in r.stderr
+    assert r.returncode == 1 and "not found" in r.stderr
 
 
 def test_truncated_params_file_is_a_clear_error(tmp_path, small_generator):

@@ -287,7 +287,10 @@ def test_errors_are_messages(case, params_file, tmp_path, capsys):
     else:
         out.mkdir()
         (out / "keep.txt").write_text("mine")
-    assert detection_benchmark.main(args) == 1
+    # A missing input fails the run (1); an unknown detector or a non-empty --out is a usage
+    # error (2).
+    want = {"no_data": 1, "no_params": 1, "bad_detector": 2, "not_empty": 2}[case]
+    assert detection_benchmark.main(args) == want
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
     if case == "not_empty":

@@ -213,6 +213,7 @@ def test_evaluate_command_on_the_demo_photos(params_file, tmp_path):
     restored = np.asarray(Image.open(out / "restored" / "coffee.png"))
     comparison = np.asarray(Image.open(out / "comparisons" / "coffee.png"))
     assert restored.shape == (200, 300, 3) and comparison.shape == (200, 900, 3)
+    assert (out / "index.html").exists()  # the report (its structure: test_video.py)
     # A non-empty --out is refused without --overwrite.
     assert evaluate.main(["--params", params_file, "--data", "demo", "--out", str(out)]) == 2
 

@@ -14,13 +14,20 @@ import tensorflow as tf
 import torch
 
 from configs import tiny
-from deblurgan_jax import checkpoints, convert, evaluate, export, inference, metrics, serving, torch_weights, train
+from command_runner import run_main
+from deblurgan_jax import (checkpoints, convert, evaluate, export, inference, metrics, models,
+                           serving, torch_weights, train)
 import torch_reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cli(*args):
+    return run_main(export.main, *args)
+
+
+def _subprocess_cli(*args):
+    """The command as a user runs it (one smoke test; the others call main in-process)."""
     return subprocess.run([sys.executable, "-m", "deblurgan_jax.export", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
@@ -34,7 +41,7 @@ def workdir(tmp_path_factory):
     with open(os.path.join(path, checkpoints.CONFIG_FILE), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     state = train.create_train_state(config, train.create_networks(config))
-    manager = checkpoints.checkpoint_manager(path, config)
+    manager = checkpoints.checkpoint_manager(path, config.max_to_keep)
     checkpoints.save_checkpoint(manager, state.replace(step=jnp.asarray(2, jnp.int32)),
                           {"eval_psnr": 20.0})
     later = jax.tree_util.tree_map(lambda p: p + 0.01, state.g_params)
@@ -73,7 +80,7 @@ def test_params_export_reloads_in_a_fresh_process(workdir, tmp_path, which, step
     images8 = _photos(1, 40, 52)
     np.save(tmp_path / "in.npy", images8)
     script = ("import sys, numpy as np, jax.numpy as jnp\n"
-              "from deblurgan_jax import evaluate, export\n"
+              "from deblurgan_jax import checkpoints, inference, models\n"
               "params, config = checkpoints.load_generator(sys.argv[1])\n"
               "g = models.build_generator(config)\n"
               "x = jnp.asarray(np.load(sys.argv[2]), jnp.float32) / 127.5 - 1\n"
@@ -88,13 +95,13 @@ def test_params_export_reloads_in_a_fresh_process(workdir, tmp_path, which, step
                                   np.asarray(inference.make_restore_fn(g)(want, x)))
     # Existing files are not replaced without --overwrite.
     r = _cli("--workdir", path, "--which", which, "--out", str(out))
-    assert r.returncode == 1 and "--overwrite" in r.stderr
+    assert r.returncode == 2 and "--overwrite" in r.stderr
 
 
 def test_saved_model_takes_uint8_of_any_size(workdir, tmp_path):
     path, _, latest = workdir
     out = tmp_path / "saved_model"
-    r = _cli("--workdir", path, "--out", str(out), "--format", "saved_model")
+    r = _subprocess_cli("--workdir", path, "--out", str(out), "--format", "saved_model")
     assert r.returncode == 0, r.stderr
     serve = tf.saved_model.load(str(out)).signatures["serving_default"]
     config = json.loads((tmp_path / "saved_model.json").read_text())

@@ -1,6 +1,7 @@
 """Training: determinism, exact resume, a SIGKILL during an async save, non-finite losses, and
 that the model can learn (tiny networks, CPU)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,10 +37,17 @@ def straight_run(tmp_path_factory):
     return workdir, _params(state)
 
 
-def test_same_seed_same_params(straight_run, tmp_path):
+@pytest.fixture(scope="module")
+def second_run(tmp_path_factory):
+    """The same 6 steps again in another folder (shared by the determinism and resume tests)."""
+    workdir = str(tmp_path_factory.mktemp("second"))
+    state = train.train_and_evaluate(tiny.get_config(), workdir, progress=False)
+    return workdir, _params(state)
+
+
+def test_same_seed_same_params(straight_run, second_run, tmp_path):
     _, want = straight_run
-    state = train.train_and_evaluate(tiny.get_config(), str(tmp_path), progress=False)
-    _assert_same(_params(state), want)
+    _assert_same(second_run[1], want)
     # A different seed gives different params (the test can fail).
     config = tiny.get_config()
     config.seed = 1
@@ -49,10 +57,10 @@ def test_same_seed_same_params(straight_run, tmp_path):
                               jax.tree_util.tree_leaves(want["g"])[0])
 
 
-def test_resume_from_checkpoint_is_exact(straight_run, tmp_path, capsys):
+def test_resume_from_checkpoint_is_exact(straight_run, second_run, tmp_path, capsys):
     _, want = straight_run
-    workdir = str(tmp_path)
-    train.train_and_evaluate(tiny.get_config(), workdir, progress=False)
+    workdir = str(tmp_path / "run")
+    shutil.copytree(second_run[0], workdir)  # a finished 6-step run of its own
     # Drop the checkpoint of step 6, as if the run had been killed right after step 4 (the
     # tiny config keeps the latest two: 4 and 6).
     ckpts = os.path.join(workdir, "checkpoints")
@@ -144,9 +152,9 @@ def test_tiny_model_learns_a_fixed_batch():
     psnr_before = restored_psnr(state.g_params)
     first = None
     for _ in range(config.num_steps):
-        state, metrics = step(state, batch, None)
-        first = first or float(metrics["g_content"])
-    last = float(metrics["g_content"])
+        state, step_metrics = step(state, batch, None)
+        first = first or float(step_metrics["g_content"])
+    last = float(step_metrics["g_content"])
     psnr_after = restored_psnr(state.g_params)
     assert last < 0.5 * first, (first, last)
     assert psnr_after > psnr_before + 3.0, (psnr_before, psnr_after)
@@ -163,8 +171,8 @@ def test_pixel_l1_term_joins_the_generator_loss():
              for k in ("blurred", "sharp")}
     restored = networks.generator.apply({"params": state.g_params}, batch["blurred"])
     want = np.mean(np.abs(np.asarray(restored) - np.asarray(batch["sharp"])))
-    _, metrics = train.make_train_step(config, networks)(state, batch, None)
-    np.testing.assert_allclose(float(metrics["g_pixel_l1"]), want, rtol=1e-5)
-    total = (config.loss.adversarial_weight * metrics["g_adversarial"]
-             + config.loss.content_weight * metrics["g_content"] + 7.0 * want)
-    np.testing.assert_allclose(float(metrics["g_loss"]), float(total), rtol=1e-5)
+    _, step_metrics = train.make_train_step(config, networks)(state, batch, None)
+    np.testing.assert_allclose(float(step_metrics["g_pixel_l1"]), want, rtol=1e-5)
+    total = (config.loss.adversarial_weight * step_metrics["g_adversarial"]
+             + config.loss.content_weight * step_metrics["g_content"] + 7.0 * want)
+    np.testing.assert_allclose(float(step_metrics["g_loss"]), float(total), rtol=1e-5)

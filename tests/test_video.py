@@ -1,14 +1,18 @@
 """Tests for deblurgan_jax.video: real-blur pairs from video clips, and reading/writing videos.
 
 Test clips are made here: a crop window moving 1 px per frame to the right over a downscaled
-`skimage.data.astronaut()`. Expected values are computed directly with NumPy from frames decoded
+`skimage.data.astronaut()`. The end-to-end test goes from a 240-fps clip through
+`blur from-video`, training and `evaluate --save-images` (its HTML report parsed) to a Deblurrer. Expected values are computed directly with NumPy from frames decoded
 with plain OpenCV (not with the module's reader), so codec losses do not matter.
 """
 from __future__ import annotations
 
+import csv
+import html.parser
 import json
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
@@ -513,3 +517,122 @@ def test_make_pairs_two_clips(tmp_path, clip):
                                            progress=False)
     assert {k: v["pairs"] for k, v in summary.items()} == {"walk": 3, "run": 2}
     assert sorted(os.listdir(tmp_path / "o" / "train")) == ["run", "walk"]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+class _References(html.parser.HTMLParser):
+    """Every src/href of an HTML page, the tags seen, and whether it is well-formed enough."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []
+        self.tags: list[str] = []
+        self.ids: set[str] = set()
+        self.script_srcs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "script" and "src" in attrs:
+            self.script_srcs.append(attrs["src"])
+        for name in ("src", "href", "srcset", "poster", "data"):
+            if attrs.get(name) is not None:
+                self.refs.append((tag, attrs[name]))
+
+
+def check_report_links(out: Path) -> _References:
+    """index.html: every image and link is relative and resolves to a written file (or an id on
+    the page); nothing is loaded from the network."""
+    text = (out / "index.html").read_text(encoding="utf-8")
+    parser = _References()
+    parser.feed(text)
+    parser.close()
+    lowered = text.lower()
+    for remote in ("http:", "https:", "//cdn", "@import", "url("):
+        assert remote not in lowered, remote
+    assert "link" not in parser.tags and not parser.script_srcs
+    for tag, ref in parser.refs:
+        parts = urlsplit(ref)
+        assert not parts.scheme and not parts.netloc and not ref.startswith("/"), ref
+        if ref.startswith("#"):
+            assert ref[1:] in parser.ids, ref
+        else:
+            assert (out / unquote(parts.path)).is_file(), ref
+    return parser
+
+
+def _pan_clip(path: Path, start: int, count: int = 21) -> Path:
+    """A 240-fps clip of the scene seen by a camera moving 2 px right and 1 px down per frame
+    (about 500 px/s right, the speed of a hand-held pan)."""
+    scene, width, height = _scene(), 64, 48
+    with video.VideoWriter(str(path), fps=240, size=(width, height)) as writer:
+        for i in range(count):
+            top, left = start + i // 2, start + 2 * i
+            writer.write(scene[top:top + height, left:left + width])
+    return path
+
+
+def test_video_to_gopro_folder_to_training_to_evaluation(tmp_path):
+    """The acceptance path: blur from-video (train and test clips) -> train.py's training on
+    the GoPro folder (tiny config) -> evaluate --layout gopro --save-images, then the Deblurrer
+    of the run."""
+    import skimage.metrics
+
+    from configs import tiny
+    from deblurgan_jax import Deblurrer, blur, checkpoints, evaluate, inference, models, train
+
+    root = tmp_path / "gopro"
+    for split, start in (("train", 0), ("test", 16)):
+        clip = _pan_clip(tmp_path / f"pan_{split}.mp4", start)
+        assert blur.main(["from-video", str(clip), "--out", str(root), "--frames", "7",
+                          "--split", split, "--noprogress"]) == 0
+        names = sorted(os.listdir(root / split / f"pan_{split}" / "blur"))
+        assert names == ["000000.png", "000001.png", "000002.png"]
+        assert sorted(os.listdir(root / split / f"pan_{split}" / "sharp")) == names
+
+    config = tiny.get_config()
+    config.data.source, config.data.root = "gopro", str(root)
+    config.num_steps, config.checkpoint_every = 2, 2
+    # Half the compile time of the tiny defaults (one critic step per generator step, XLA's own
+    # convolutions); the data path under test is the same.
+    config.n_critic, config.model.conv_impl = 1, "xla"
+    workdir = tmp_path / "run"
+    state = train.train_and_evaluate(config, str(workdir), progress=False)
+
+    out = tmp_path / "eval"
+    assert evaluate.main(["--workdir", str(workdir), "--data", str(root), "--layout", "gopro",
+                          "--out", str(out), "--save-images", "--metrics", "psnr,ssim",
+                          "--noprogress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 3 and summary["complete"] is True
+    assert summary["source"]["step"] == 2
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    # The blurred image's PSNR, recomputed with scikit-image from the pair files.
+    sequence = root / "test" / "pan_test"
+    for row in rows:
+        name = os.path.basename(row["name"])
+        want = skimage.metrics.peak_signal_noise_ratio(
+            _load_png(sequence / "sharp" / name), _load_png(sequence / "blur" / name),
+            data_range=255)
+        assert float(row["psnr_blurred"]) == pytest.approx(want, abs=1e-3)
+    # The report: one section per image, every picture and link resolves, nothing remote.
+    parser = check_report_links(out)
+    images = [ref for tag, ref in parser.refs if tag == "img"]
+    assert len(images) >= 3 * 3 and len(set(images)) >= 3 * 6
+
+    # The run as a Deblurrer equals the trained params restored directly.
+    deblurrer = Deblurrer.from_workdir(str(workdir), which="latest")
+    assert deblurrer.provenance["step"] == 2
+    blurred = _load_png(sequence / "blur" / "000001.png")
+    generator = models.build_generator(checkpoints.generator_config(config), conv_impl="xla")
+    x = blurred.astype(np.float32) / 127.5 - 1.0
+    y = np.asarray(inference.restore(generator, state.g_params, x[None]))[0]
+    want = np.round((np.clip(y, -1, 1) + 1) / 2 * 255)
+    assert np.abs(deblurrer(blurred).astype(int) - want).max() <= 1
+    with pytest.raises(checkpoints.RunError, match="which='latest'"):
+        Deblurrer.from_workdir(str(workdir))  # 'best' needs an evaluated checkpoint
