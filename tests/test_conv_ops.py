@@ -159,13 +159,16 @@ def test_generator_implementations_agree_with_gradients():
                              rngs={"dropout": jax.random.key(5)})
         return jnp.mean(jnp.square(y - 0.1)), y
 
-    (_, y_xla), g_xla = jax.value_and_grad(loss, has_aux=True)(params, "xla", x)
-    (_, y_fast), g_fast = jax.value_and_grad(loss, has_aux=True)(params, "cpu_fast", x)
+    # Jitted: op-by-op dispatch of the Winograd forms costs more than compiling them.
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    (_, y_xla), g_xla = value_and_grad(params, "xla", x)
+    (_, y_fast), g_fast = value_and_grad(params, "cpu_fast", x)
     assert_close(y_fast, y_xla, 1e-4)
     _rel_close(g_fast, g_xla)
     # A flat image: the outputs agree too. (Its gradients do not: after the stem the
     # InstanceNorm divides rounding noise by sqrt(eps), in either implementation.)
-    assert_close(loss(params, "cpu_fast", flat)[1], loss(params, "xla", flat)[1], 1e-4)
+    flat_out = jax.jit(loss, static_argnums=1)
+    assert_close(flat_out(params, "cpu_fast", flat)[1], flat_out(params, "xla", flat)[1], 1e-4)
 
 
 def test_critic_implementations_agree_including_the_gradient_penalty():
@@ -175,14 +178,17 @@ def test_critic_implementations_agree_including_the_gradient_penalty():
     critics = {impl: models.PatchCritic(ndf=4, n_layers=3, conv_impl=impl)
                for impl in ("xla", "cpu_fast")}
     params = critics["xla"].init(jax.random.key(1), real)["params"]
-    assert_close(critics["cpu_fast"].apply({"params": params}, real),
-                 critics["xla"].apply({"params": params}, real), 1e-4)
 
     def critic_loss(p, impl):  # differentiates the input gradient: second derivatives
         fn = lambda images: critics[impl].apply({"params": p}, images)  # noqa: E731
-        return losses.wgan_gp_critic_loss(fn, real, fake, alpha, gp_weight=10.0)[0]
+        return (losses.wgan_gp_critic_loss(fn, real, fake, alpha, gp_weight=10.0)[0],
+                critics[impl].apply({"params": p}, real))
 
-    _rel_close(jax.grad(critic_loss)(params, "cpu_fast"), jax.grad(critic_loss)(params, "xla"))
+    value_and_grad = jax.jit(jax.value_and_grad(critic_loss, has_aux=True), static_argnums=1)
+    (_, scores_fast), g_fast = value_and_grad(params, "cpu_fast")
+    (_, scores_xla), g_xla = value_and_grad(params, "xla")
+    assert_close(scores_fast, scores_xla, 1e-4)
+    _rel_close(g_fast, g_xla)
 
 
 def test_vgg_implementations_agree_with_gradients():
@@ -190,10 +196,13 @@ def test_vgg_implementations_agree_with_gradients():
     nets = {impl: models.VGGFeatures(conv_impl=impl) for impl in ("xla", "cpu_fast")}
     params = nets["xla"].init(jax.random.key(2), x)["params"]
     params = jax.tree_util.tree_map(lambda p: p * 3.0, params)
-    assert_close(nets["cpu_fast"].apply({"params": params}, x),
-                 nets["xla"].apply({"params": params}, x), 1e-4)
 
     def loss(p, impl):
-        return jnp.mean(jnp.square(nets[impl].apply({"params": p}, x)))
+        features = nets[impl].apply({"params": p}, x)
+        return jnp.mean(jnp.square(features)), features
 
-    _rel_close(jax.grad(loss)(params, "cpu_fast"), jax.grad(loss)(params, "xla"))
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    (_, f_fast), g_fast = value_and_grad(params, "cpu_fast")
+    (_, f_xla), g_xla = value_and_grad(params, "xla")
+    assert_close(f_fast, f_xla, 1e-4)
+    _rel_close(g_fast, g_xla)
