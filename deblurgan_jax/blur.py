@@ -184,6 +184,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or not math.isfinite(value):
@@ -266,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--stride", type=_positive_int, default=None,
                        help="frames between the starts of consecutive windows (default: "
                        "--frames, non-overlapping)")
-    clips.add_argument("--gamma", type=_non_negative_float, default=2.2,
+    clips.add_argument("--gamma", type=_positive_float, default=2.2,
                        help="gamma of the camera response: frames are averaged as "
                        "(f/255)^gamma (default: %(default)s, about sRGB; 1 = plain mean)")
     clips.add_argument("--crop", type=_positive_int, default=None, metavar="N",
@@ -295,10 +302,15 @@ def from_video(args: argparse.Namespace) -> int:
     blocking = cli.first_existing_file(args.out)
     if blocking is not None:
         raise cli.UsageError(f"--out {args.out}: {blocking} is a file, not a folder")
-    summary = video.make_pairs_from_videos(
-        args.clips, args.out, frames=args.frames, stride=args.stride, gamma=args.gamma,
-        crop=args.crop, downscale=args.downscale, split=args.split, overwrite=args.overwrite,
-        progress=not args.noprogress)
+    try:
+        summary = video.make_pairs_from_videos(
+            args.clips, args.out, frames=args.frames, stride=args.stride, gamma=args.gamma,
+            crop=args.crop, downscale=args.downscale, split=args.split,
+            overwrite=args.overwrite, progress=not args.noprogress)
+    except video.VideoError:
+        raise
+    except ValueError as e:  # settings the library refuses (e.g. --split a/b)
+        raise cli.UsageError(str(e)) from None
     pairs = sum(s["pairs"] for s in summary.values())
     for stem, s in summary.items():
         short = s.get("frames_expected", 0) and s["frames_read"] < s["frames_expected"]

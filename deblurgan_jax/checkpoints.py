@@ -115,6 +115,12 @@ def record_run_config(workdir: str, config: ml_collections.ConfigDict) -> dict[s
     """
     path = os.path.join(workdir, CONFIG_FILE)
     changes: dict[str, tuple] = {}
+    if os.path.isfile(path) and not has_checkpoints(workdir):
+        # A start that failed before its first checkpoint (bad data path, Ctrl-C): nothing to
+        # fit, so this is the run's real first start.
+        for stale in (path, os.path.join(workdir, ORIGINAL_CONFIG_FILE)):
+            if os.path.isfile(stale):
+                os.remove(stale)
     if os.path.isfile(path):
         stored = read_run_config(workdir)
         changes = config_lib.resume_changes(stored.to_dict(), config)
@@ -133,6 +139,12 @@ def record_run_config(workdir: str, config: ml_collections.ConfigDict) -> dict[s
             f.write(line + "\n")
     write_atomic(path, text)
     return changes
+
+
+def has_checkpoints(workdir: str) -> bool:
+    """Whether a run directory holds at least one complete checkpoint (a step folder)."""
+    folder = os.path.join(workdir, CHECKPOINT_DIR)
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
 
 def generator_config(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -323,6 +323,11 @@ def flatten(config: Mapping[str, Any] | ml_collections.ConfigDict, prefix: str =
     return out
 
 
+def _ema_on(decay: Any) -> bool:
+    """Whether a run keeps EMA weights (runs from before the field existed have none)."""
+    return float(decay or 0.0) > 0.0
+
+
 def resume_changes(stored: Mapping[str, Any], config: ml_collections.ConfigDict
                    ) -> dict[str, tuple[Any, Any]]:
     """{field: (stored value, new value)} of the fields a resume changes.
@@ -334,7 +339,7 @@ def resume_changes(stored: Mapping[str, Any], config: ml_collections.ConfigDict
                if old.get(k) != new.get(k)}
     refused = [k for k in changes
                if (k.startswith("model.") and k[len("model."):] not in RESUMABLE_MODEL_FIELDS)
-               or (k == "ema_decay" and (changes[k][0] or 0) * (changes[k][1] or 0) == 0)]
+               or (k == "ema_decay" and _ema_on(changes[k][0]) != _ema_on(changes[k][1]))]
     if refused:
         raise ConfigError(
             "this run's checkpoints were made with another model; resuming would not fit them. "

@@ -113,6 +113,8 @@ def deblur_videos(deblurrer: api.Deblurrer, jobs: Sequence[images.Job],
             written += 1
         except video.VideoError as e:
             failed.append(str(e))
+        except ValueError as e:  # e.g. frames too small for the generator
+            failed.append(f"{job.source}: {e}")
     return written, failed
 
 

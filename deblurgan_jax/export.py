@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         if clash:
             raise cli.UsageError(f"--out {args.out} would replace the input {args.params} (or "
                                  f"its .json); choose another --out")
+    if args.workdir is not None and cli.is_within(args.workdir, out):
+        raise cli.UsageError(f"--out {args.out} would replace the training directory "
+                             f"{args.workdir} (or hold it); choose another --out")
     params, model_config, provenance = cli.load_generator_source(args)
     from deblurgan_jax import serving  # TensorFlow only for these formats
 

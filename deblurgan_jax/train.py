@@ -113,8 +113,8 @@ def keep_remat_barriers(config: ml_collections.ConfigDict) -> bool:
     Only the CPU backend is concerned: accelerators' pipelines honour the barriers, and the
     flag names a pass, so elsewhere it changes nothing."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if config.get("remat", "none") == "none" or KEEP_REMAT_BARRIERS_FLAG in flags:
-        return KEEP_REMAT_BARRIERS_FLAG in flags
+    if config.get("remat", "none") == "none" or "cse_barrier_expander" in flags:
+        return "cse_barrier_expander" in flags
     try:
         from jax._src import xla_bridge
         started = xla_bridge.backends_are_initialized()
@@ -126,8 +126,21 @@ def keep_remat_barriers(config: ml_collections.ConfigDict) -> bool:
                         "XLA_FLAGS before starting Python.", config.remat,
                         KEEP_REMAT_BARRIERS_FLAG)
         return False
-    os.environ["XLA_FLAGS"] = (flags + " " + KEEP_REMAT_BARRIERS_FLAG).strip()
+    os.environ["XLA_FLAGS"] = with_disabled_pass(flags, "cse_barrier_expander")
     return True
+
+
+def with_disabled_pass(flags: str, name: str) -> str:
+    """XLA_FLAGS with pass `name` added to --xla_disable_hlo_passes (merged into an existing
+    list: a second occurrence of the flag would replace the user's own)."""
+    parts = flags.split()
+    for i, part in enumerate(parts):
+        if part.startswith("--xla_disable_hlo_passes="):
+            passes = [p for p in part.split("=", 1)[1].split(",") if p]
+            if name not in passes:
+                parts[i] = "--xla_disable_hlo_passes=" + ",".join(passes + [name])
+            return " ".join(parts)
+    return " ".join(parts + [f"--xla_disable_hlo_passes={name}"])
 
 
 def release_freed_host_memory() -> None:

@@ -37,8 +37,10 @@ import pytest
 from PIL import Image
 
 from configs import tiny
+from command_runner import run_main
 from deblurgan_jax import (blur, checkpoints, convert, deblur, detection_benchmark, evaluate,
-                           export, images, inference, metrics, models, train)
+                           export, images, inference, metrics, models, train, video)
+from deblurgan_jax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(ROOT, "configs", "tiny.py")
@@ -918,3 +920,69 @@ def test_training_on_flat_saturated_and_constant_images_runs_to_the_end(tmp_path
             if key in summary:
                 assert np.isfinite(summary[key]), summary
         assert np.isfinite(summary["train_psnr"]) and summary["train_psnr"] <= metrics.PSNR_MAX_DB
+
+
+# ------------------------------------------------------------------------------------------
+# Found in review: runs from older versions, failed first starts, exports over a run, and
+# from-video settings the library refuses.
+
+
+def test_a_run_from_before_ema_existed_still_resumes():
+    config = tiny.get_config()
+    stored = config.to_dict()
+    del stored["ema_decay"]  # config.json written before the field existed
+    assert config_lib.resume_changes(stored, config) == {"ema_decay": (None, 0.0)}
+    config.ema_decay = 0.999  # switching EMA on is what changes the checkpoint
+    with pytest.raises(config_lib.ConfigError, match="config.ema_decay None -> 0.999"):
+        config_lib.resume_changes(stored, config)
+
+
+def test_a_first_start_that_failed_before_any_checkpoint_does_not_pin_the_model(tmp_path):
+    workdir = str(tmp_path / "run")
+    first = tiny.get_config()
+    checkpoints.record_run_config(workdir, first)  # then the start failed (e.g. bad data root)
+    retry = tiny.get_config()
+    retry.model.n_blocks = 3
+    assert checkpoints.record_run_config(workdir, retry) == {}
+    assert checkpoints.read_run_config(workdir).model.n_blocks == 3
+    with open(os.path.join(workdir, checkpoints.ORIGINAL_CONFIG_FILE)) as f:
+        assert json.load(f)["model"]["n_blocks"] == 3
+    # With a checkpoint on disk the same change is refused.
+    os.makedirs(os.path.join(workdir, checkpoints.CHECKPOINT_DIR, "2"))
+    before = _hashes(tmp_path)
+    with pytest.raises(config_lib.ConfigError, match="config.model.n_blocks 3 -> 2"):
+        checkpoints.record_run_config(workdir, tiny.get_config())
+    assert _hashes(tmp_path) == before
+
+
+def _hashes(folder) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("out", ["run", "."])
+def test_export_never_replaces_the_training_run(tmp_path, out, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "2").mkdir(parents=True)
+    (run / "checkpoints" / "2" / "state").write_bytes(b"weights")
+    (run / "config.json").write_text("{}")
+    before = _hashes(tmp_path)
+    code = export.main(["--workdir", str(run), "--format", "saved_model", "--overwrite",
+                        "--out", str(tmp_path / out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "would replace the training directory" in err
+    assert "Traceback" not in err and _hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize("flags, phrase", [(["--gamma", "0"], "must be a positive number"),
+                                           (["--split", "a/b"], "split")])
+def test_from_video_settings_the_library_refuses_are_usage_errors(tmp_path, flags, phrase):
+    clip = tmp_path / "clip.avi"
+    with video.VideoWriter(str(clip), fps=240.0, size=(32, 24)) as writer:
+        for i in range(9):
+            writer.write(np.full((24, 32, 3), 20 * i, np.uint8))
+    before = _hashes(tmp_path)
+    r = run_main(blur.main, "from-video", str(clip), "--out", str(tmp_path / "pairs"),
+                 "--noprogress", *flags)
+    assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr
+    assert _hashes(tmp_path) == before

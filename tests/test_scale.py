@@ -125,6 +125,7 @@ def test_tiled_inference_of_a_remat_generator_equals_plain():
 
 
 def test_keep_remat_barriers_only_before_jax_starts(monkeypatch):
+    jax.devices()  # the backend runs (as after any earlier test), whatever the test order
     monkeypatch.setenv("XLA_FLAGS", "")
     assert not train.keep_remat_barriers(_tiny())  # remat off: nothing to do
     assert os.environ["XLA_FLAGS"] == ""
