@@ -949,13 +949,13 @@ def test_a_first_start_that_failed_before_any_checkpoint_does_not_pin_the_model(
         assert json.load(f)["model"]["n_blocks"] == 3
     # With a checkpoint on disk the same change is refused.
     os.makedirs(os.path.join(workdir, checkpoints.CHECKPOINT_DIR, "2"))
-    before = _hashes(tmp_path)
+    before = _file_hashes(tmp_path)
     with pytest.raises(config_lib.ConfigError, match="config.model.n_blocks 3 -> 2"):
         checkpoints.record_run_config(workdir, tiny.get_config())
-    assert _hashes(tmp_path) == before
+    assert _file_hashes(tmp_path) == before
 
 
-def _hashes(folder) -> dict[str, str]:
+def _file_hashes(folder) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
@@ -966,12 +966,12 @@ def test_export_never_replaces_the_training_run(tmp_path, out, capsys):
     (run / "checkpoints" / "2").mkdir(parents=True)
     (run / "checkpoints" / "2" / "state").write_bytes(b"weights")
     (run / "config.json").write_text("{}")
-    before = _hashes(tmp_path)
+    before = _file_hashes(tmp_path)
     code = export.main(["--workdir", str(run), "--format", "saved_model", "--overwrite",
                         "--out", str(tmp_path / out)])
     err = capsys.readouterr().err
     assert code == 2 and "would replace the training directory" in err
-    assert "Traceback" not in err and _hashes(tmp_path) == before
+    assert "Traceback" not in err and _file_hashes(tmp_path) == before
 
 
 @pytest.mark.parametrize("flags, phrase", [(["--gamma", "0"], "must be a positive number"),
@@ -981,8 +981,8 @@ def test_from_video_settings_the_library_refuses_are_usage_errors(tmp_path, flag
     with video.VideoWriter(str(clip), fps=240.0, size=(32, 24)) as writer:
         for i in range(9):
             writer.write(np.full((24, 32, 3), 20 * i, np.uint8))
-    before = _hashes(tmp_path)
+    before = _file_hashes(tmp_path)
     r = run_main(blur.main, "from-video", str(clip), "--out", str(tmp_path / "pairs"),
                  "--noprogress", *flags)
     assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr
-    assert _hashes(tmp_path) == before
+    assert _file_hashes(tmp_path) == before
