@@ -488,30 +488,32 @@ def prepare_frame(frame: np.ndarray, crop: int | None, downscale: int) -> np.nda
 
 # ------------------------------------------------------------------------------ data set
 
+def _write_atomically(path: str, write) -> None:
+    """`write(tmp)` to a hidden temporary file beside `path`, then rename it onto `path`: a crash
+    or Ctrl-C never leaves half a file, and the temporary one is removed on failure."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def _write_png(path: str, image: np.ndarray) -> None:
     from PIL import Image  # pylint: disable=g-import-not-at-top
 
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    try:
-        Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def _write_json(path: str, value: dict) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(value, f, indent=2)
             f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    _write_atomically(path, write)
 
 
 def _inside(path: str, folder: str) -> bool:
