@@ -30,7 +30,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, _interrupted_during_start_up)
 
 # First of the project's modules: keeps TensorFlow quiet before anything imports it.
-from deblurgan_jax import cli  # noqa: E402
+from deblurgan_jax.commands import cli  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -55,7 +55,7 @@ def main(argv):
         detail = " ".join(line.strip() for line in first[-2:]) if first else type(e).__name__
         print(f"error: --config {FLAGS['config'].config_filename}: {detail}", file=sys.stderr)
         return cli.EXIT_USAGE
-    from deblurgan_jax import train as train_lib
+    from deblurgan_jax.training import train as train_lib
 
     cli.quiet_absl()
     try:

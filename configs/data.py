@@ -2,7 +2,7 @@
 
 Every field, with its meaning and default, is defined in `deblurgan_jax/config.py`
 (`data_config()`). Crop size, batch size and seed are top-level (`config.crop_size`,
-`config.batch_size`, `config.seed`). Folder layouts are documented in `deblurgan_jax/data.py`.
+`config.batch_size`, `config.seed`). Folder layouts are documented in `deblurgan_jax/data/sources.py`.
 """
 import ml_collections
 

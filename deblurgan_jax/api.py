@@ -36,7 +36,10 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from deblurgan_jax import checkpoints, images, inference, models, torch_weights, video
+from deblurgan_jax.weights import checkpoints, torch_weights
+from deblurgan_jax.utils import images
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.blurring import video
 
 DEFAULT_TILE = 2048  # whole-image inference up to about 4 MP (a few GB on CPU), tiles beyond
 MIN_SIDE = 8  # two stride-2 stages and reflect padding at quarter resolution need 8 pixels

@@ -75,7 +75,7 @@ def data_config() -> ml_collections.ConfigDict:
     # j of a bank drawn from this seed, independent of the training seed, so the eval set is fixed.
     config.eval_blur_seed = 0
 
-    # Synthetic blur (deblurgan_jax/motion_blur.py, Boracchi & Foi trajectories as in DeblurGAN).
+    # Synthetic blur (deblurgan_jax/blurring/motion_blur.py, Boracchi & Foi trajectories as in DeblurGAN).
     config.blur = ml_collections.ConfigDict()
     config.blur.canvas = 64  # kernel side in pixels (original: 64)
     config.blur.iters = 2000  # samples per trajectory (original: 2000)
@@ -145,7 +145,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.zero_init_head = False
     config.model.ndf = 64
     config.model.n_layers = 3
-    # How convolutions are computed (deblurgan_jax/conv_ops.py): 'auto' = 'cpu_fast' on CPU in
+    # How convolutions are computed (deblurgan_jax/networks/conv_ops.py): 'auto' = 'cpu_fast' on CPU in
     # float32 (Winograd / matmul forms, measured faster on XLA:CPU), 'xla' everywhere else.
     config.model.conv_impl = "auto"
 

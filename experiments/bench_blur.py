@@ -28,7 +28,7 @@ import numpy as np
 import scipy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
-from deblurgan_jax import motion_blur as blur_lib  # pylint: disable=wrong-import-position
+from deblurgan_jax.blurring import motion_blur as blur_lib  # pylint: disable=wrong-import-position
 
 CANVAS, ITERS, MAX_LEN = 64, 2000, 60.0
 

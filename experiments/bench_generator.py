@@ -22,7 +22,7 @@ def time_jax(h, w, repeats):
     import jax.numpy as jnp
     import numpy as np
     sys.path.insert(0, ROOT)
-    from deblurgan_jax import models
+    from deblurgan_jax.networks import models
 
     net = models.build_generator(models.DEFAULT_GENERATOR_CONFIG)  # conv_impl auto
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, h, w, 3)), jnp.float32)

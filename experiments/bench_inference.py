@@ -32,7 +32,7 @@ def bench_jax(repeats: int) -> dict:
     import jax
     import numpy as np
     sys.path.insert(0, ROOT)
-    from deblurgan_jax import inference, models
+    from deblurgan_jax.networks import inference, models
 
     g = models.build_generator(models.DEFAULT_GENERATOR_CONFIG)  # conv_impl auto
     params = g.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))["params"]
@@ -74,7 +74,7 @@ def bench_tiled(tile: int) -> dict:
     import skimage.data
     from PIL import Image
     sys.path.insert(0, ROOT)
-    from deblurgan_jax import inference, models
+    from deblurgan_jax.networks import inference, models
 
     photo = np.asarray(Image.fromarray(skimage.data.coffee()).resize((BIG_WIDTH, BIG_HEIGHT),
                                                                       Image.BICUBIC))

@@ -1,4 +1,4 @@
-"""Throughput of the training input pipeline (deblurgan_jax/data.py); prints ONE JSON object.
+"""Throughput of the training input pipeline (deblurgan_jax/data/pipeline.py); prints ONE JSON object.
 
 Measures 256x256 (blurred, sharp) pairs per second for
   * the GoPro layout: `--sequences` sequences of `--frames` 1280x720 PNG pairs (each decode is
@@ -29,8 +29,8 @@ import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
 
 from configs import data as data_configs  # pylint: disable=wrong-import-position
-from deblurgan_jax import data  # pylint: disable=wrong-import-position
-from deblurgan_jax import demo_data  # pylint: disable=wrong-import-position
+from deblurgan_jax.data import pipeline  # pylint: disable=wrong-import-position
+from deblurgan_jax.data import demo_data  # pylint: disable=wrong-import-position
 
 FRAME_SIZE = (1280, 720)  # GoPro_Large frames (width, height)
 CROP = 256
@@ -59,7 +59,7 @@ def write_gopro_folder(root: str, sequences: int, frames: int, seed: int = 0) ->
 
 def pairs_per_second(config, batch_size: int, batches: int, warmup: int = 2) -> float:
     """Pairs/s of the numpy iterator after `warmup` batches (autotune settles, threads start)."""
-    iterator = iter(data.create_train_dataset(config, batch_size=batch_size, crop_size=CROP, seed=0,
+    iterator = iter(pipeline.create_train_dataset(config, batch_size=batch_size, crop_size=CROP, seed=0,
                                               process_index=0, process_count=1))
     for _ in range(warmup):
         next(iterator)
@@ -98,7 +98,7 @@ def main() -> None:
         config.sharp_root = os.path.join(root, "train")
         config.blur.kernel_bank_size = args.bank
         start = time.perf_counter()
-        data.kernel_bank(config.blur, seed=0)
+        pipeline.kernel_bank(config.blur, seed=0)
         bank_s = time.perf_counter() - start
         results["synthetic_pairs_per_s"] = round(
             pairs_per_second(config, args.batch, args.batches), 1)

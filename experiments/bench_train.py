@@ -57,7 +57,7 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
     import numpy as np
     sys.path.insert(0, ROOT)
     from configs import default
-    from deblurgan_jax import train
+    from deblurgan_jax.training import train
 
     config = default.get_config()
     config.batch_size = batch

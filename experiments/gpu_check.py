@@ -40,7 +40,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from deblurgan_jax import config as config_lib  # noqa: E402
-from deblurgan_jax import models, train  # noqa: E402
+from deblurgan_jax.networks import models  # noqa: E402
+from deblurgan_jax.training import train
 
 DTYPES = ("float32", "bfloat16")
 # Training settings (batch, dtype, conv_impl, remat), most informative first: a budget cut

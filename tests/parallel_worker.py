@@ -21,7 +21,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import tiny  # noqa: E402
-from deblurgan_jax import checkpoints, data, parallel, train  # noqa: E402
+from deblurgan_jax.weights import checkpoints  # noqa: E402
+from deblurgan_jax.data import pipeline
+from deblurgan_jax.training import parallel, train
 
 DRIVERS = ("pmap", "sharding")
 
@@ -69,7 +71,7 @@ def equivalence() -> tuple[dict, dict]:
         networks = train.create_networks(config)
         host_state = jax.device_get(train.create_train_state(config, networks))
         per_step = config.batch_size * (config.n_critic if fresh else 1)
-        batches = iter(data.create_train_dataset(config.data, batch_size=per_step,
+        batches = iter(pipeline.create_train_dataset(config.data, batch_size=per_step,
                                                  crop_size=config.crop_size, seed=0))
         rng = np.random.default_rng(0)
         steps = []

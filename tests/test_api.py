@@ -18,7 +18,11 @@ import torch
 from PIL import Image
 
 import torch_reference as ref
-from deblurgan_jax import Deblurrer, api, checkpoints, deblur, inference, models, video
+from deblurgan_jax import Deblurrer, api
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.commands import deblur
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.blurring import video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 47, 61  # not multiples of 4

@@ -12,8 +12,9 @@ from PIL import Image
 from scipy import ndimage, signal
 
 from command_runner import run_main
-from deblurgan_jax import blur as blur_lib
-from deblurgan_jax import images, motion_blur
+from deblurgan_jax.commands import blur as blur_lib
+from deblurgan_jax.utils import images
+from deblurgan_jax.blurring import motion_blur
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small settings for properties that do not need the original's defaults.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from deblurgan_jax import conv_ops
+from deblurgan_jax.networks import conv_ops
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -125,7 +125,8 @@ def test_unsupported_conv_arguments_are_refused():
 # --------------------------------------------------------------------------------------------
 # The two implementations of the networks: conv_impl='xla' and 'cpu_fast' compute the same.
 
-from deblurgan_jax import losses, models  # noqa: E402
+from deblurgan_jax import losses  # noqa: E402
+from deblurgan_jax.networks import models
 
 
 def _rel_close(a, b, tol=1e-4):

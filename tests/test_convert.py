@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from command_runner import run_main
-from deblurgan_jax import checkpoints, convert, export, models, torch_weights
+from deblurgan_jax.weights import checkpoints, torch_weights
+from deblurgan_jax.commands import convert, export
+from deblurgan_jax.networks import models
 import torch_reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,5 @@
-"""Tests of the tf.data pipelines (deblurgan_jax/data.py), the GoPro TFDS builder, the demo split.
+"""Tests of the data sources and tf.data pipelines (deblurgan_jax/data/), the GoPro TFDS builder, the
+demo split.
 
 Small images (40x56, crop 32) keep the file fast. Real pairs are written with blurred = 255 - sharp,
 so blurred == -sharp in [-1, 1] exactly when both got the same crop and flip, while they differ.
@@ -12,9 +13,9 @@ import pytest
 from PIL import Image
 
 from configs import data as data_configs
-from deblurgan_jax import motion_blur
-from deblurgan_jax import data
-from deblurgan_jax import demo_data
+from deblurgan_jax.blurring import motion_blur
+from deblurgan_jax.data import pipeline, sources, tf_ops
+from deblurgan_jax.data import demo_data
 
 HEIGHT, WIDTH, CROP, BATCH = 40, 56, 32, 4
 
@@ -82,7 +83,7 @@ def _config(source, folders, **overrides):
 def _batches(config, n, batch_size=BATCH, seed=0, **kwargs):
     kwargs.setdefault("process_index", 0)
     kwargs.setdefault("process_count", 1)
-    iterator = iter(data.create_train_dataset(config, batch_size=batch_size, crop_size=CROP,
+    iterator = iter(pipeline.create_train_dataset(config, batch_size=batch_size, crop_size=CROP,
                                               seed=seed, **kwargs))
     return [next(iterator) for _ in range(n)]
 
@@ -171,7 +172,7 @@ def test_each_epoch_visits_every_file_once(folders):
 
 def test_start_index_must_be_a_multiple_of_the_batch(folders):
     with pytest.raises(ValueError, match="start_index"):
-        data.create_train_dataset(_config("gopro", folders), batch_size=4, crop_size=CROP, seed=0,
+        pipeline.create_train_dataset(_config("gopro", folders), batch_size=4, crop_size=CROP, seed=0,
                                   start_index=3, process_index=0, process_count=1)
 
 
@@ -209,7 +210,7 @@ def test_tf_blur_matches_numpy_blur(height, width, canvas, max_len):
     image = rng.random((height, width, 3)).astype(np.float32)
     (kernel,) = motion_blur.sample_kernels(rng, 1, canvas=canvas, iters=500, max_len=max_len)
     expected = motion_blur.blur(image, kernel)
-    actual = data.blur_tf(image, kernel).numpy()
+    actual = tf_ops.blur_tf(image, kernel).numpy()
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
 
@@ -224,7 +225,7 @@ def test_synthetic_crop_equals_numpy_blur_of_the_image(downscale, folders, tmp_p
                      downscale=downscale)
     config.blur.kernel_bank_size = 1
     (batch,) = _batches(config, 1, batch_size=1, seed=5)
-    (kernel,) = data.kernel_bank(config.blur, seed=5)
+    (kernel,) = pipeline.kernel_bank(config.blur, seed=5)
     image = sharp.astype(np.float64).reshape(CROP, downscale, CROP, downscale, 3).mean(axis=(1, 3))
     expected = np.clip(motion_blur.blur(image / 255.0, kernel) * 2 - 1, -1, 1)
     np.testing.assert_allclose(batch["blurred"][0], expected, atol=2e-4)
@@ -238,8 +239,8 @@ def test_size_mismatch_names_both_files(folders, tmp_path):
     rng = np.random.default_rng(5)
     _save(_random_image(rng), str(tmp_path / "A" / "x.png"))
     _save(_random_image(rng, 44, 56), str(tmp_path / "B" / "x.png"))
-    with pytest.raises(data.DataError) as error:
-        data.create_train_dataset(_config("paired", folders, root=str(tmp_path)), batch_size=1,
+    with pytest.raises(sources.DataError) as error:
+        pipeline.create_train_dataset(_config("paired", folders, root=str(tmp_path)), batch_size=1,
                                   crop_size=CROP, seed=0, process_index=0, process_count=1)
     assert str(tmp_path / "A" / "x.png") in str(error.value)
     assert str(tmp_path / "B" / "x.png") in str(error.value)
@@ -254,7 +255,7 @@ def test_gray_rgba_and_16_bit_become_8_bit_rgb(folders, tmp_path):
         _save(array, str(tmp_path / "B" / f"{name}.png"))
     assert Image.open(tmp_path / "B" / "deep.png").mode.startswith("I;16")
     config = _config("paired", folders, root=str(tmp_path))
-    images = {b["name"][0]: b["sharp"][0] for b in data.create_eval_dataset(config)}
+    images = {b["name"][0]: b["sharp"][0] for b in pipeline.create_eval_dataset(config)}
     expected = {"gray": [77] * 3, "rgba": [10, 20, 30], "deep": [40000 / 257] * 3}
     for name, rgb in expected.items():
         assert images[f"{name}.png"].shape == (HEIGHT, WIDTH, 3)
@@ -273,7 +274,7 @@ def test_small_images_are_mirror_padded_counted_and_logged(folders, tmp_path, ca
     _save(_random_image(rng), str(tmp_path / "B" / "big.png"))
     config = _config("paired", folders, root=str(tmp_path), flip=False, shuffle=False)
     with caplog.at_level(logging.WARNING):
-        batches = data.create_train_dataset(config, batch_size=2, crop_size=CROP, seed=0,
+        batches = pipeline.create_train_dataset(config, batch_size=2, crop_size=CROP, seed=0,
                                             process_index=0, process_count=1)
     assert batches.stats.padded == 1
     assert "smaller than the 32x32 crop" in caplog.text
@@ -289,7 +290,7 @@ def test_unreadable_files_are_skipped_and_counted(folders, tmp_path, caplog):
     with open(frame.format("blur"), "wb") as f:
         f.write(b"not an image at all")
     with caplog.at_level(logging.WARNING):
-        batches = data.create_train_dataset(_config("gopro", folders, root=root), batch_size=2,
+        batches = pipeline.create_train_dataset(_config("gopro", folders, root=root), batch_size=2,
                                             crop_size=CROP, seed=0, process_index=0,
                                             process_count=1)
     assert batches.stats.unreadable == [frame.format("blur")]
@@ -307,7 +308,7 @@ def test_file_corrupt_after_its_header_is_replaced_not_fatal(folders, tmp_path, 
         f.write(payload[:len(payload) // 2])  # valid header, truncated pixels
     config = _config("gopro", folders, root=root)
     with caplog.at_level(logging.WARNING):
-        batches = data.create_train_dataset(config, batch_size=3, crop_size=CROP, seed=0,
+        batches = pipeline.create_train_dataset(config, batch_size=3, crop_size=CROP, seed=0,
                                             process_index=0, process_count=1)
         assert batches.stats.num_pairs == 3  # the header scan cannot tell
         got = [b for _, b in zip(range(4), batches)]  # 4 epochs: the broken file comes up 4 times
@@ -327,7 +328,7 @@ def test_eval_skips_and_counts_a_file_that_fails_to_decode(folders, tmp_path, ca
         payload = f.read()
     with open(frame, "wb") as f:
         f.write(payload[:len(payload) // 2])
-    batches = data.create_eval_dataset(_config("gopro", folders, root=root))
+    batches = pipeline.create_eval_dataset(_config("gopro", folders, root=root))
     with caplog.at_level(logging.WARNING):
         names = [b["name"][0] for b in batches]
     assert names == ["GOPR0000/000000.png"]
@@ -341,12 +342,12 @@ def test_folder_without_pairs_is_a_data_error(source, folders, tmp_path):
     for sub in ("train", "test", "A", "B"):
         (empty / sub).mkdir(parents=True)
     config = _config(source, folders, root=str(empty), sharp_root=str(empty))
-    with pytest.raises(data.DataError, match="expected layout") as error:
-        data.create_train_dataset(config, batch_size=1, crop_size=CROP, seed=0, process_index=0,
+    with pytest.raises(sources.DataError, match="expected layout") as error:
+        pipeline.create_train_dataset(config, batch_size=1, crop_size=CROP, seed=0, process_index=0,
                                   process_count=1)
     assert str(empty) in str(error.value)
-    with pytest.raises(data.DataError, match="does not exist"):
-        data.create_train_dataset(_config(source, folders, root=str(tmp_path / "nowhere"),
+    with pytest.raises(sources.DataError, match="does not exist"):
+        pipeline.create_train_dataset(_config(source, folders, root=str(tmp_path / "nowhere"),
                                           sharp_root=str(tmp_path / "nowhere")),
                                   batch_size=1, crop_size=CROP, seed=0, process_index=0,
                                   process_count=1)
@@ -357,19 +358,19 @@ def test_folder_without_pairs_is_a_data_error(source, folders, tmp_path):
 
 def test_eval_gives_full_images_in_fixed_order_with_names(folders):
     config = _config("gopro", folders)
-    batches = list(data.create_eval_dataset(config))
+    batches = list(pipeline.create_eval_dataset(config))
     assert [b["name"] for b in batches] == [["GOPR0000/000000.png"], ["GOPR0000/000001.png"]]
     for b in batches:
         assert b["blurred"].shape == b["sharp"].shape == (1, HEIGHT, WIDTH, 3)
         np.testing.assert_allclose(b["blurred"], -b["sharp"], atol=1e-6)  # no crop, no flip
-    (both,) = list(data.create_eval_dataset(config, batch_size=2))
+    (both,) = list(pipeline.create_eval_dataset(config, batch_size=2))
     np.testing.assert_array_equal(both["sharp"], np.concatenate([b["sharp"] for b in batches]))
 
 
 def test_synthetic_eval_is_blurred_deterministically(folders):
     config = _config("synthetic", folders, eval_split="test")  # no test/: the whole folder
-    first = list(data.create_eval_dataset(config))
-    again = list(data.create_eval_dataset(config))
+    first = list(pipeline.create_eval_dataset(config))
+    again = list(pipeline.create_eval_dataset(config))
     assert [b["name"][0] for b in first] == ["photo0.jpg"] + [f"sub/photo{i}.png" for i in
                                                               range(1, 5)]
     for a, b in zip(first, again):
@@ -397,14 +398,14 @@ def test_demo_split_is_fixed_disjoint_and_loads_without_download():
 
 
 def test_demo_eval_pairs_are_the_held_out_images(folders):
-    batches = list(data.create_eval_dataset(_config("demo", folders)))
+    batches = list(pipeline.create_eval_dataset(_config("demo", folders)))
     assert [b["name"][0] for b in batches] == ["chelsea", "coffee", "rocket"]
     assert batches[0]["sharp"].shape == (1, 300, 451, 3)
 
 
 def test_tfds_gopro_builder_builds_from_a_manual_folder(folders, tmp_path):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    from deblurgan_jax import tfds_gopro  # pylint: disable=g-import-not-at-top
+    from deblurgan_jax.data import tfds_gopro  # pylint: disable=g-import-not-at-top
     manual = tmp_path / "manual"
     _make_gopro(manual / "GoPro_Large", np.random.default_rng(9), sequences=2, frames=2)
     builder = tfds_gopro.Gopro(data_dir=str(tmp_path / "tfds"))
@@ -434,6 +435,6 @@ def test_config_has_every_field_and_tf_sees_no_gpu():
         for part in field.split("."):
             assert part in node, field
             node = node[part]
-    data.hide_gpus_from_tf()
+    pipeline.hide_gpus_from_tf()
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     assert not tf.config.get_visible_devices("GPU")

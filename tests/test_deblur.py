@@ -14,7 +14,12 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from deblurgan_jax import api, checkpoints, deblur, images, inference, models, video
+from deblurgan_jax import api
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.commands import deblur
+from deblurgan_jax.utils import images
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.blurring import video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,8 +13,13 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from deblurgan_jax import blur, checkpoints, detection, detection_benchmark, export, images, metrics, models, motion_blur
-from deblurgan_jax.detection import Counts, Detections
+from deblurgan_jax.commands import blur, detection_benchmark, export
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.evaluation import detection, metrics
+from deblurgan_jax.utils import images
+from deblurgan_jax.networks import models
+from deblurgan_jax.blurring import motion_blur
+from deblurgan_jax.evaluation.detection import Counts, Detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,10 @@ import skimage.data
 import skimage.metrics
 from PIL import Image
 
-from deblurgan_jax import checkpoints, cli, evaluate, evaluation, export, inference, metrics, models
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.commands import cli, evaluate, export
+from deblurgan_jax.evaluation import scoring, metrics
+from deblurgan_jax.networks import inference, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -206,7 +209,7 @@ def test_evaluate_command_on_the_demo_photos(params_file, tmp_path):
     assert [row["name"] for row in rows] == ["chelsea", "coffee"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_images"] == 2 and summary["source"]["params"].endswith("g.msgpack")
-    for m in evaluation.REPORTED_METRICS:
+    for m in scoring.REPORTED_METRICS:
         assert np.isfinite(summary[m]) and np.isfinite(summary[f"{m}_blurred"])
         assert summary[m] == pytest.approx(np.mean([float(row[m]) for row in rows]))
     assert summary["seconds_per_image"] > 0

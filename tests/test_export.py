@@ -15,8 +15,11 @@ import torch
 
 from configs import tiny
 from command_runner import run_main
-from deblurgan_jax import (checkpoints, convert, evaluate, export, inference, metrics, models,
-                           serving, torch_weights, train)
+from deblurgan_jax.weights import checkpoints, serving, torch_weights
+from deblurgan_jax.commands import convert, evaluate, export
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.evaluation import metrics
+from deblurgan_jax.training import train
 import torch_reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from deblurgan_jax import convert, losses, models, torch_weights
+from deblurgan_jax.commands import convert
+from deblurgan_jax import losses
+from deblurgan_jax.networks import models
+from deblurgan_jax.weights import torch_weights
 import torch_reference as ref
 
 torch.manual_seed(0)

@@ -38,8 +38,13 @@ from PIL import Image
 
 from configs import tiny
 from command_runner import run_main
-from deblurgan_jax import (blur, checkpoints, convert, deblur, detection_benchmark, evaluate,
-                           export, images, inference, metrics, models, train, video)
+from deblurgan_jax.commands import blur, convert, deblur, detection_benchmark, evaluate, export
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.utils import images
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.evaluation import metrics
+from deblurgan_jax.training import train
+from deblurgan_jax.blurring import video
 from deblurgan_jax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -768,13 +773,13 @@ def test_header_between_once_and_twice_the_limit_is_read_quietly(tmp_path, recwa
 
 
 def test_header_scan_counts_a_bomb_as_unreadable(tmp_path):
-    from deblurgan_jax import data
+    from deblurgan_jax.data import sources
 
     root = paired_set(tmp_path / "set", names=("a.png",))
     bomb_png(root / "A" / "x.png")
     png(root / "B" / "x.png")
-    stats = data.DataStats()
-    table = data.load_table("paired", str(root), "test", stats)
+    stats = sources.DataStats()
+    table = sources.load_table("paired", str(root), "test", stats)
     assert [r.name for r in table.records] == ["a.png"]
     assert stats.unreadable == [str(root / "A" / "x.png")]
 

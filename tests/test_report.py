@@ -18,7 +18,7 @@ import scipy.ndimage
 import skimage.data
 from PIL import Image
 
-from deblurgan_jax import report
+from deblurgan_jax.evaluation import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRICKY = 'GOPR0384_11_00/we<ird> & "q" \'s\' #1 100%.png'

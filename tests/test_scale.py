@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from deblurgan_jax import checkpoints, data, export, inference, metrics, models, train
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.data import pipeline
+from deblurgan_jax.commands import export
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.evaluation import metrics
+from deblurgan_jax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -237,7 +242,7 @@ def test_bfloat16_training_still_learns():
     """The fixed-batch learning check of test_train in bfloat16 (float32 params and Adam)."""
     config = _tiny(compute_dtype="bfloat16", n_critic=1, learning_rate=1e-3, num_steps=150,
                    **{"model.conv_impl": "auto"})
-    batches = data.create_train_dataset(config.data, batch_size=config.batch_size,
+    batches = pipeline.create_train_dataset(config.data, batch_size=config.batch_size,
                                         crop_size=config.crop_size, seed=0)
     fixed = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
     batches.close()

@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from deblurgan_jax import checkpoints, data, evaluate, inference, metrics, train
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.data import pipeline
+from deblurgan_jax.commands import evaluate
+from deblurgan_jax.networks import inference
+from deblurgan_jax.evaluation import metrics
+from deblurgan_jax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,7 +141,7 @@ def test_tiny_model_learns_a_fixed_batch():
     config.n_critic = 1
     config.learning_rate = 1e-3
     config.num_steps = 150
-    batches = data.create_train_dataset(config.data, batch_size=config.batch_size,
+    batches = pipeline.create_train_dataset(config.data, batch_size=config.batch_size,
                                         crop_size=config.crop_size, seed=0)
     batch = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
     networks = train.create_networks(config)

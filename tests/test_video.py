@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from deblurgan_jax import video
+from deblurgan_jax.blurring import video
 
 W, H = 96, 64  # test clip size
 
@@ -582,7 +582,11 @@ def test_video_to_gopro_folder_to_training_to_evaluation(tmp_path):
     import skimage.metrics
 
     from configs import tiny
-    from deblurgan_jax import Deblurrer, blur, checkpoints, evaluate, inference, models, train
+    from deblurgan_jax import Deblurrer
+    from deblurgan_jax.commands import blur, evaluate
+    from deblurgan_jax.weights import checkpoints
+    from deblurgan_jax.networks import inference, models
+    from deblurgan_jax.training import train
 
     root = tmp_path / "gopro"
     for split, start in (("train", 0), ("test", 16)):

@@ -41,7 +41,7 @@ Typical use:
     kernels = sample_kernels(rng, n=16)                  # (16, 64, 64) float32, each sums to 1
     blurred = blur(sharp, kernels[0], noise_std=0.01, rng=rng)
 
-The command line over this library is `python -m deblurgan_jax.blur` (deblurgan_jax/blur.py).
+The command line over this library is `python -m deblurgan_jax.blur` (deblurgan_jax/commands/blur.py).
 """
 
 from __future__ import annotations

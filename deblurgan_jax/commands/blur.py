@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deblurgan_jax import cli, images, motion_blur, video
+from deblurgan_jax.commands import cli
+from deblurgan_jax.utils import images
+from deblurgan_jax.blurring import motion_blur, video
 
 
 def _image_extensions() -> frozenset[str]:

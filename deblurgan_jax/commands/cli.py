@@ -38,11 +38,16 @@ class UsageError(CommandError):
 
 def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(usage errors -> 2, run failures -> 1) raised by the library for bad input."""
-    from deblurgan_jax import checkpoints, config, data, images, models, torch_weights, video
+    from deblurgan_jax.weights import checkpoints, torch_weights
+    from deblurgan_jax import config
+    from deblurgan_jax.data import sources
+    from deblurgan_jax.utils import images
+    from deblurgan_jax.networks import models
+    from deblurgan_jax.blurring import video
 
     # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite).
     usage = (config.ConfigError, checkpoints.UnusableWorkdir, FileExistsError)
-    failures = (checkpoints.RunError, torch_weights.CheckpointError, data.DataError,
+    failures = (checkpoints.RunError, torch_weights.CheckpointError, sources.DataError,
                 images.PictureError, video.VideoError, models.VGGWeightsMissing,
                 NotADirectoryError, IsADirectoryError, PermissionError, OSError, MemoryError)
     return usage, failures
@@ -131,7 +136,7 @@ def add_inference_flags(p: argparse.ArgumentParser, default_tile: int) -> None:
 
 def load_generator_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(params, model_config, provenance) from --workdir/--which/--weights or --params."""
-    from deblurgan_jax import checkpoints
+    from deblurgan_jax.weights import checkpoints
 
     workdir, params_path = getattr(args, "workdir", None), getattr(args, "params", None)
     if (workdir is None) == (params_path is None):
@@ -145,7 +150,7 @@ def load_generator_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]
 
 def check_tile_args(tile: int | None, overlap: int | None, n_blocks: int) -> None:
     """UsageError for a --tile / --tile-overlap pair that cannot tile."""
-    from deblurgan_jax import inference
+    from deblurgan_jax.networks import inference
 
     if not tile:
         return

@@ -13,7 +13,9 @@ import os
 import sys
 from typing import Sequence
 
-from deblurgan_jax import checkpoints, cli, models, torch_weights
+from deblurgan_jax.weights import checkpoints, torch_weights
+from deblurgan_jax.commands import cli
+from deblurgan_jax.networks import models
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ already (unless --overwrite). Inputs that cannot be read (broken images, corrupt
 videos) are listed and skipped; the others are still written and the exit code is 1.
 
 Large images: an image with a side longer than --tile is restored in tiles whose result equals
-the whole-image result (see deblurgan_jax/inference.py); memory then stays bounded by the tile.
+the whole-image result (see deblurgan_jax/networks/inference.py); memory then stays bounded by the tile.
 
 The same from Python: `deblurgan_jax.Deblurrer` (deblurgan_jax/api.py), which this command uses.
 """
@@ -32,8 +32,11 @@ import os
 import sys
 from typing import Sequence
 
-from deblurgan_jax import api, cli, images, video
-from deblurgan_jax.cli import CommandError
+from deblurgan_jax import api
+from deblurgan_jax.commands import cli
+from deblurgan_jax.utils import images
+from deblurgan_jax.blurring import video
+from deblurgan_jax.commands.cli import CommandError
 
 DEFAULT_TILE = api.DEFAULT_TILE
 AUDIO_NOTE = "note: audio is not carried over to the restored videos"

@@ -55,11 +55,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deblurgan_jax import cli, inference, metrics, models, motion_blur
-from deblurgan_jax import demo_data
-from deblurgan_jax import detection
-from deblurgan_jax import images
-from deblurgan_jax.cli import CommandError
+from deblurgan_jax.commands import cli
+from deblurgan_jax.networks import inference, models
+from deblurgan_jax.evaluation import metrics
+from deblurgan_jax.blurring import motion_blur
+from deblurgan_jax.data import demo_data
+from deblurgan_jax.evaluation import detection
+from deblurgan_jax.utils import images
+from deblurgan_jax.commands.cli import CommandError
 
 CONDITIONS = ("blurred", "restored", "sharp")
 # Photos with people among scikit-image's bundled samples (skimage/data/<name>.png), and the
@@ -366,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                "--people photos/ --out detection/ --save-images\n"
                "  python -m deblurgan_jax.detection_benchmark --params generator.msgpack "
                "--data /data/GoPro_Large --detector my_detectors:yolo --out detection/\n\n"
-               "See the module doc (deblurgan_jax/detection_benchmark.py) for the protocol, "
-               "the built set and the outputs, and deblurgan_jax/detection.py for the detector "
+               "See the module doc (deblurgan_jax/commands/detection_benchmark.py) for the protocol, "
+               "the built set and the outputs, and deblurgan_jax/evaluation/detection.py for the detector "
                "interface.")
     cli.add_generator_flags(p)
     p.add_argument("--out", required=True,
@@ -423,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
-    from deblurgan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+    from deblurgan_jax.data import sources  # pylint: disable=g-import-not-at-top
 
     if not 0.0 < args.iou <= 1.0:
         raise CommandError(f"--iou must be in (0, 1], got {args.iou}")
@@ -447,7 +450,7 @@ def _run(args: argparse.Namespace) -> int:
     cli.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
 
     failed: list[str] = []
-    stats = data_lib.DataStats()
+    stats = sources.DataStats()
     if args.data is None:
         photos = bundled_photos() + (folder_photos(args.people) if args.people else [])
         cli.prepare_out_dir(args.out, args.overwrite)
@@ -465,8 +468,8 @@ def _run(args: argparse.Namespace) -> int:
         layout, data_root, split = args.layout, args.data, args.split
         data_info = {"data": os.path.abspath(args.data), "layout": layout, "split": split}
     try:
-        table = data_lib.load_table(layout, data_root, split, stats)
-    except data_lib.DataError as e:
+        table = sources.load_table(layout, data_root, split, stats)
+    except sources.DataError as e:
         raise CommandError(str(e)) from None
     failed += [f"{path}: not a readable image" for path in stats.unreadable]
     records = table.records[:args.max_images or None]

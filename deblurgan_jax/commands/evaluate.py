@@ -3,7 +3,7 @@
     python -m deblurgan_jax.evaluate (--workdir DIR [--which latest|best] | --params FILE)
         --data DIR|demo [--layout gopro|paired|ab] --out DIR [--save-images] [--tile N]
 
-Metrics: `metrics.py`; restoration: `inference.py`; the per-image loop: `evaluation.py`.
+Metrics: `metrics.py`; restoration: `inference.py`; the per-image loop: `scoring.py`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deblurgan_jax import cli, checkpoints, evaluation, inference, metrics, models, report
+from deblurgan_jax.commands import cli
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.evaluation import scoring, metrics, report
+from deblurgan_jax.networks import inference, models
 
 
 def _image_saver(out: str, entries: list) -> Any:
@@ -70,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per batch (> 1 needs images of one size, e.g. GoPro)")
     p.add_argument("--max-images", type=int, default=0, help="stop after N images (0: all)")
     cli.add_inference_flags(p, default_tile=0)
-    p.add_argument("--metrics", default=",".join(evaluation.REPORTED_METRICS),
-                   help=f"comma-separated subset of {','.join(evaluation.REPORTED_METRICS)}")
+    p.add_argument("--metrics", default=",".join(scoring.REPORTED_METRICS),
+                   help=f"comma-separated subset of {','.join(scoring.REPORTED_METRICS)}")
     p.add_argument("--noprogress", action="store_true", help="no progress bar")
     return p
 
@@ -79,27 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
 def write_results(out: str, rows: list, metric_names: Sequence[str], summary_extra: dict,
                   entries: list, complete: bool) -> dict[str, Any]:
     """metrics.csv, summary.json (strict JSON) and, with pictures, index.html."""
-    summary = evaluation.summarize(rows, metric_names)
+    summary = scoring.summarize(rows, metric_names)
     summary.update(summary_extra)
     summary["complete"] = complete
-    evaluation.write_csv(rows, os.path.join(out, "metrics.csv"))
+    scoring.write_csv(rows, os.path.join(out, "metrics.csv"))
     checkpoints.write_atomic(os.path.join(out, "summary.json"), checkpoints.to_json(summary))
     if entries:
         report.write_index_html(out, summary, rows, metric_names, entries,
-                                metric_titles=evaluation.METRIC_TITLES)
+                                metric_titles=scoring.METRIC_TITLES)
     return summary
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deblurgan_jax import data as data_lib
+    from deblurgan_jax.data import pipeline
 
     metric_names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = set(metric_names) - set(metrics.METRICS)
     if unknown or not metric_names:
         raise cli.UsageError(f"--metrics: unknown {sorted(unknown)}; choose from "
-                             f"{','.join(evaluation.REPORTED_METRICS)}")
+                             f"{','.join(scoring.REPORTED_METRICS)}")
     if args.data != "demo" and not os.path.isdir(args.data):
         raise cli.CommandError(f"--data {args.data}: no such folder")
     if args.batch_size < 1 or args.max_images < 0:
@@ -109,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     base = None
     if args.workdir is not None:
         base = checkpoints.read_run_config(args.workdir).data  # e.g. the run's held-out blur
-    data_config = evaluation.eval_data_config(args.data, args.layout, args.split,
+    data_config = scoring.eval_data_config(args.data, args.layout, args.split,
                                               args.downscale, base)
-    batches = data_lib.create_eval_dataset(data_config, batch_size=args.batch_size)
+    batches = pipeline.create_eval_dataset(data_config, batch_size=args.batch_size)
     total = batches.expected_total or 0
     created = cli.prepare_out_dir(args.out, args.overwrite)
     generator = models.build_generator(model_config)
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                       "device": __import__("jax").devices()[0].platform},
     }
     try:
-        evaluation.evaluate_images(lambda b: infer(params, b), limited(batches), metric_names,
+        scoring.evaluate_images(lambda b: infer(params, b), limited(batches), metric_names,
                                    _image_saver(args.out, entries) if args.save_images else None,
                                    bar.update, rows=rows)
     except BaseException:
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         raise cli.CommandError(f"no image of {args.data} could be evaluated"
                                + (": " + "; ".join(skipped) if skipped else ""))
     summary = write_results(args.out, rows, metric_names, extra, entries, complete=True)
-    print(evaluation.format_table(summary, metric_names))
+    print(scoring.format_table(summary, metric_names))
     print(f"wrote {os.path.join(args.out, 'metrics.csv')} and summary.json"
           + (" and index.html" if entries else ""))
     if skipped:

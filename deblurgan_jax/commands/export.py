@@ -17,7 +17,8 @@ import os
 import sys
 from typing import Sequence
 
-from deblurgan_jax import checkpoints, cli
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.commands import cli
 
 FORMATS = ("params", "saved_model", "onnx")
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UsageError(f"--out {args.out} would replace the training directory "
                              f"{args.workdir} (or hold it); choose another --out")
     params, model_config, provenance = cli.load_generator_source(args)
-    from deblurgan_jax import serving  # TensorFlow only for these formats
+    from deblurgan_jax.weights import serving  # TensorFlow only for these formats
 
     if args.format == "params":
         checkpoints.save_generator(params, model_config, out, overwrite=args.overwrite)

@@ -1,15 +1,7 @@
 """tf.data input pipelines: (blurred, sharp) pairs as NHWC float32 in [-1, 1].
 
-Sources (`config.data.source`, every field described in config.data_config()):
-  'gopro'      ROOT/{train,test}/<sequence>/{blur,sharp}/*.png (GoPro_Large), matched by name.
-  'paired'     ROOT[/<split>]/A/ (blurred) and ROOT[/<split>]/B/ (sharp), matched by file name.
-  'ab'         ROOT[/<split>]/*.png, each blurred (left half) and sharp (right half) side by side,
-               the original DeblurGAN "aligned" format.
-  'synthetic'  SHARP_ROOT[/<split>]/ any sharp photos; blur synthesised on the fly
-               (DeblurGAN_Synth).
-  'comb'       ROOT in the layout `real_source` mixed with synthetic pairs from SHARP_ROOT, a
-               fraction `synthetic_ratio` of the examples synthetic (DeblurGAN_Comb).
-  'demo'       scikit-image's bundled colour photos, fixed 6 train / 3 held-out (demo_data.py).
+The sources (folder layouts, header scans, `DataError`, `DataStats`) are in data/sources.py, the
+TensorFlow image ops in data/tf_ops.py; this module turns scanned tables into datasets.
 
 Determinism. The training pipeline is a pure function of (seed, global example index i):
 example i of epoch e = i // N is file `index_shuffle(i % N, seed(seed, e))` (a stateless
@@ -19,25 +11,21 @@ seed folded from (seed, i). There is no shuffle buffer and no iterator state, so
 each host computes only its own slice of every global batch.
 
 Synthetic blur. `motion_blur.sample_kernels` (NumPy) makes a seeded bank of kernels once; examples
-gather a kernel from it and convolve in TensorFlow by FFT (`blur_tf` equals `motion_blur.blur`), which
-scales with the tf.data threads, unlike a NumPy sampler in `tf.numpy_function` (GIL-bound). The
-crop is taken with the kernel's margin of real image around it (mirrored only at image borders),
-so a synthetic crop equals the same crop of the whole image blurred with `motion_blur.blur`.
+gather a kernel from it and convolve in TensorFlow by FFT (`tf_ops.blur_tf` equals
+`motion_blur.blur`). The crop is taken with the kernel's margin of real image around it (mirrored
+only at image borders), so a synthetic crop equals the same crop of the whole image blurred with
+`motion_blur.blur`.
 
-Bad input. Headers are scanned with Pillow before training: blurred/sharp size mismatch is a
-`DataError` naming both files; unreadable files are skipped, counted and logged; images smaller
-than the crop are mirrored up to it, counted and logged. Any file that fails to decode later
-(e.g. truncated after a valid header) is replaced by another file chosen deterministically from
-the example index (up to `decode_attempts` tries), counted in `DataStats.replaced` and logged;
-it never stops an epoch. Grayscale, RGBA (alpha dropped) and 16-bit PNGs decode to 8-bit RGB.
+Bad input (see data/sources.py for the scan). Any file that fails to decode during training (e.g.
+truncated after a valid header) is replaced by another file chosen deterministically from the
+example index (up to `decode_attempts` tries), counted in `DataStats.replaced` and logged; it never
+stops an epoch. Grayscale, RGBA (alpha dropped) and 16-bit PNGs decode to 8-bit RGB.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -46,22 +34,10 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from deblurgan_jax import images
-from deblurgan_jax import motion_blur
-from deblurgan_jax import demo_data
-
-SOURCES = ("gopro", "paired", "ab", "synthetic", "comb", "demo")
-REAL_SOURCES = ("gopro", "paired", "ab")
-# Formats that both Pillow (header scan) and tf.io.decode_image read.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-
-LAYOUTS = {
-    "gopro": "ROOT/{train,test}/<sequence>/{blur,sharp}/<name>.png with the same names in blur/ "
-             "and sharp/ (GoPro_Large)",
-    "paired": "ROOT[/<split>]/A/<name> (blurred) and ROOT[/<split>]/B/<name> (sharp)",
-    "ab": "ROOT[/<split>]/<name>.png, blurred left half and sharp right half side by side",
-    "synthetic": "SHARP_ROOT[/<split>]/**/<name>.{png,jpg,jpeg,bmp} (sharp photos)",
-}
+from deblurgan_jax.blurring import motion_blur
+from deblurgan_jax.data import tf_ops
+from deblurgan_jax.data.sources import (KIND_AB, KIND_PAIR, KIND_SHARP, REAL_SOURCES, SOURCES,
+                                        DataError, DataStats, ImageTable, count_small, load_table)
 
 # Tags folded into the seed so that the permutation, example and table streams never collide.
 _TAG_PERMUTATION = 1
@@ -71,57 +47,6 @@ _TAG_KERNEL_BANK = 0x6b65726e  # NumPy kernel-bank generator: default_rng([seed,
 # Per-example random streams (rows of stateless_split).
 _STREAM_CROP_Y, _STREAM_CROP_X, _STREAM_FLIP, _STREAM_KERNEL, _STREAM_NOISE = range(5)
 _NUM_STREAMS = 5
-# Table kinds: two files per pair, one side-by-side file, or a sharp image to blur.
-_KIND_PAIR, _KIND_AB, _KIND_SHARP = "pair", "ab", "sharp"
-
-
-class DataError(ValueError):
-    """A data folder that cannot be used: missing, empty, wrong layout or mismatched pairs."""
-
-
-# --------------------------------------------------------------------------- bookkeeping
-
-
-@dataclasses.dataclass
-class DataStats:
-    """What the pipeline skipped, padded or replaced; the caller reads it (e.g. logs it)."""
-    num_pairs: int = 0  # usable pairs (or sharp images) found by the scan
-    unreadable: list[str] = dataclasses.field(default_factory=list)  # skipped at scan time
-    unmatched: list[str] = dataclasses.field(default_factory=list)  # a blurred file w/o sharp twin
-    padded: int = 0  # pairs smaller than the crop, mirrored up to it
-    replaced: int = 0  # examples whose file failed to decode at run time (another file used)
-    dropped: int = 0  # examples lost because every decode attempt failed (later batches shift)
-    # Items that failed to decode at run time ('blurred / sharp' paths, or the one file).
-    failed_files: set[str] = dataclasses.field(default_factory=set)
-
-    def skipped_files(self) -> list[str]:
-        """Every file skipped so far, at scan time or at run time, with the reason."""
-        return ([f"{f}: unreadable" for f in self.unreadable]
-                + [f"{f}: no matching sharp image" for f in self.unmatched]
-                + [f"{f}: failed to decode" for f in sorted(self.failed_files)])
-
-    def summary(self) -> str:
-        return (f"{self.num_pairs} pairs, {len(self.unreadable)} unreadable skipped, "
-                f"{len(self.unmatched)} unmatched, {self.padded} padded to the crop, "
-                f"{self.replaced} replaced and {self.dropped} dropped at run time")
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageRecord:
-    """One training/eval item: a pair of files, one side-by-side file, or one sharp image."""
-    name: str  # relative name, e.g. 'GOPR0372_07_00/000047.png'
-    blurred_path: str  # '' when the blur is synthesised; the AB file itself for 'ab'
-    sharp_path: str
-    height: int  # of one image of the pair (for 'ab': the half)
-    width: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageTable:
-    """Scanned records of one folder, all of one kind."""
-    kind: str  # _KIND_PAIR, _KIND_AB or _KIND_SHARP
-    records: tuple[ImageRecord, ...]
-    folder: str
 
 
 def hide_gpus_from_tf() -> None:
@@ -132,328 +57,6 @@ def hide_gpus_from_tf() -> None:
         if tf.config.get_visible_devices("GPU"):
             logging.warning("TensorFlow was initialised before hide_gpus_from_tf() and holds "
                             "GPUs: %s", tf.config.get_visible_devices("GPU"))
-
-
-# --------------------------------------------------------------------------- listing folders
-
-
-def _is_image(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _images_under(folder: str) -> list[str]:
-    """Image files under `folder` (recursively), as sorted paths relative to it."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = os.path.relpath(dirpath, folder)
-        found.extend(os.path.normpath(os.path.join(rel, f)) for f in filenames if _is_image(f))
-    return sorted(found)
-
-
-def _require_folder(folder: str, source: str) -> None:
-    if not folder or not os.path.isdir(folder):
-        raise DataError(f"{source!r} data folder {folder!r} does not exist; expected layout: "
-                        f"{LAYOUTS[source]}")
-
-
-def split_folder(root: str, split: str, source: str) -> str:
-    """ROOT/<split> when it exists, else ROOT itself (a folder holding one split only)."""
-    _require_folder(root, source)
-    candidate = os.path.join(root, split)
-    if os.path.isdir(candidate):
-        return candidate
-    if source == "gopro":
-        raise DataError(f"GoPro folder {root!r} has no {split!r} split; expected layout: "
-                        f"{LAYOUTS['gopro']}")
-    logging.warning("%s has no %r subfolder; using the whole folder as the %r split", root, split,
-                    split)
-    return root
-
-
-def list_gopro(root: str, split: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """((name, blurred, sharp) triples, unmatched blurred files) of a GoPro_Large split."""
-    folder = split_folder(root, split, "gopro")
-    triples, unmatched = [], []
-    for sequence in sorted(os.listdir(folder)):
-        blur_dir = os.path.join(folder, sequence, "blur")
-        sharp_dir = os.path.join(folder, sequence, "sharp")
-        if not os.path.isdir(blur_dir):
-            continue
-        sharp_names = set(os.listdir(sharp_dir)) if os.path.isdir(sharp_dir) else set()
-        for name in sorted(f for f in os.listdir(blur_dir) if _is_image(f)):
-            if name in sharp_names:
-                triples.append((f"{sequence}/{name}", os.path.join(blur_dir, name),
-                                os.path.join(sharp_dir, name)))
-            else:
-                unmatched.append(os.path.join(blur_dir, name))
-    return triples, unmatched
-
-
-def list_paired(root: str, split: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """((name, blurred, sharp) triples, unmatched files) of A/ (blurred) and B/ (sharp) folders."""
-    folder = root
-    if not os.path.isdir(os.path.join(root, "A")):
-        folder = split_folder(root, split, "paired")
-    blurred_dir, sharp_dir = os.path.join(folder, "A"), os.path.join(folder, "B")
-    if not (os.path.isdir(blurred_dir) and os.path.isdir(sharp_dir)):
-        raise DataError(f"paired folder {folder!r} needs subfolders A/ and B/; expected layout: "
-                        f"{LAYOUTS['paired']}")
-    blurred, sharp = _images_under(blurred_dir), set(_images_under(sharp_dir))
-    triples = [(n, os.path.join(blurred_dir, n), os.path.join(sharp_dir, n))
-               for n in blurred if n in sharp]
-    unmatched = ([os.path.join(blurred_dir, n) for n in blurred if n not in sharp] +
-                 [os.path.join(sharp_dir, n) for n in sorted(sharp - set(blurred))])
-    return triples, unmatched
-
-
-def list_ab(root: str, split: str) -> list[tuple[str, str, str]]:
-    folder = split_folder(root, split, "ab")
-    return [(n, os.path.join(folder, n), os.path.join(folder, n)) for n in _images_under(folder)]
-
-
-def list_sharp(root: str, split: str) -> list[tuple[str, str, str]]:
-    folder = split_folder(root, split, "synthetic")
-    return [(n, "", os.path.join(folder, n)) for n in _images_under(folder)]
-
-
-# --------------------------------------------------------------------------- header scan
-
-
-def _header_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file header (Pillow reads no pixels); raises if unreadable,
-    including a header claiming more pixels than Pillow decodes (a decompression bomb)."""
-    with images.open_image(path) as image:
-        width, height = image.size
-    if width < 1 or height < 1:
-        raise ValueError(f"empty image {width}x{height}")
-    return height, width
-
-
-def _scan_one(kind: str, triple: tuple[str, str, str]) -> ImageRecord | str:
-    """The record of one item, or the path of its unreadable file. Mismatch raises DataError."""
-    name, blurred, sharp = triple
-    sizes = {}
-    for path in dict.fromkeys(p for p in (blurred, sharp) if p):
-        try:
-            sizes[path] = _header_size(path)
-        except Exception:  # Pillow raises many types for broken files. pylint: disable=broad-except
-            return path
-    height, width = sizes[sharp]
-    if kind == _KIND_PAIR and sizes[blurred] != sizes[sharp]:
-        raise DataError(f"blurred and sharp images differ in size: {blurred} is "
-                        f"{sizes[blurred][1]}x{sizes[blurred][0]}, {sharp} is {width}x{height}")
-    if kind == _KIND_AB:
-        if width < 2:
-            return sharp
-        width //= 2
-    return ImageRecord(name, blurred, sharp, height, width)
-
-
-def scan_table(kind: str, triples: Sequence[tuple[str, str, str]], folder: str, source: str,
-               stats: DataStats) -> ImageTable:
-    """Reads every header (in threads: file I/O), drops unreadable items, checks pair sizes."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(functools.partial(_scan_one, kind), triples))
-    records = tuple(r for r in results if isinstance(r, ImageRecord))
-    unreadable = [r for r in results if isinstance(r, str)]
-    if unreadable:
-        logging.warning("skipped %d unreadable image file(s) in %s, e.g. %s", len(unreadable),
-                        folder, ", ".join(unreadable[:5]))
-    stats.unreadable.extend(unreadable)
-    if not records:
-        what = "images" if kind == _KIND_SHARP else "pairs"
-        raise DataError(f"no usable {what} in {folder!r} ({len(triples)} candidates, "
-                        f"{len(unreadable)} unreadable); expected layout: {LAYOUTS[source]}")
-    stats.num_pairs += len(records)
-    return ImageTable(kind, records, folder)
-
-
-def load_table(source: str, root: str, split: str, stats: DataStats) -> ImageTable:
-    """Lists and scans one split of one source folder."""
-    if source == "gopro":
-        triples, unmatched = list_gopro(root, split)
-        kind = _KIND_PAIR
-    elif source == "paired":
-        triples, unmatched = list_paired(root, split)
-        kind = _KIND_PAIR
-    elif source == "ab":
-        triples, unmatched, kind = list_ab(root, split), [], _KIND_AB
-    elif source == "synthetic":
-        triples, unmatched, kind = list_sharp(root, split), [], _KIND_SHARP
-    elif source == "demo":
-        triples = [(name, "", path) for name, path in demo_data.demo_images(split)]
-        unmatched, kind, source = [], _KIND_SHARP, "synthetic"
-        root = demo_data.skimage_data_dir()
-    else:
-        raise DataError(f"unknown data source {source!r}; expected one of {SOURCES}")
-    if unmatched:
-        logging.warning("%d file(s) in %s have no partner and are ignored, e.g. %s", len(unmatched),
-                        root, ", ".join(unmatched[:5]))
-    stats.unmatched.extend(unmatched)
-    return scan_table(kind, triples, root, source, stats)
-
-
-def _count_small(table: ImageTable, crop_size: int, downscale: int, stats: DataStats) -> None:
-    small = [r.name for r in table.records
-             if min(r.height // downscale, r.width // downscale) < crop_size]
-    if small:
-        logging.warning("%d of %d images in %s are smaller than the %dx%d crop (after downscale "
-                        "x%d); they are mirror-padded up to it, e.g. %s", len(small),
-                        len(table.records), table.folder, crop_size, crop_size, downscale,
-                        ", ".join(small[:5]))
-    stats.padded += len(small)
-
-
-# --------------------------------------------------------------------------- TF image ops
-
-
-def decode_rgb8(path: tf.Tensor) -> tf.Tensor:
-    """Any PNG/JPEG/BMP/GIF file as uint8 (H, W, 3): gray expanded, alpha dropped, 16 -> 8 bit."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
-                               expand_animations=False)
-    return tf.ensure_shape(image, [None, None, 3])
-
-
-def reflect_indices(start: tf.Tensor, length: int | tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-    """Indices start, ..., start + length - 1 mirrored into [0, size) about the edge pixels.
-
-    The same as np.pad(mode='reflect') (what motion_blur.blur uses), repeated as often as needed, so it
-    also pads an image smaller than the margin or the crop.
-    """
-    size = tf.cast(size, tf.int32)
-    index = tf.cast(start, tf.int32) + tf.range(length, dtype=tf.int32)
-    period = tf.maximum(2 * (size - 1), 1)
-    index = tf.math.floormod(index, period)
-    index = tf.where(index >= size, period - index, index)
-    return tf.where(size > 1, index, tf.zeros_like(index))
-
-
-def _full_res_indices(work_index: tf.Tensor, downscale: int) -> tf.Tensor:
-    """Full-resolution rows/cols covering working-resolution rows/cols (downscale x d)."""
-    if downscale == 1:
-        return work_index
-    return tf.reshape(work_index[:, None] * downscale + tf.range(downscale)[None, :], [-1])
-
-
-def crop_window(image: tf.Tensor, top: tf.Tensor, left: tf.Tensor, size: int,
-                work_height: tf.Tensor, work_width: tf.Tensor, downscale: int = 1,
-                col_offset: tf.Tensor | int = 0) -> tf.Tensor:
-    """Full-resolution uint8 window of working rows top..top+size-1 and cols left..left+size-1.
-
-    Working coordinates are those of the image downscaled by `downscale`, of size
-    (work_height, work_width); `col_offset` (full resolution) selects the right half of an AB
-    image. Rows/cols outside the image are mirrored (np.pad 'reflect', repeated as needed). A
-    window inside the image (the usual case) is a plain slice: mirroring needs a gather, which
-    costs ~4x as much on a 512x512 window.
-    """
-    d = downscale
-
-    def inside() -> tf.Tensor:
-        return image[top * d:(top + size) * d, col_offset + left * d:col_offset + (left + size) * d]
-
-    def mirrored() -> tf.Tensor:
-        rows = _full_res_indices(reflect_indices(top, size, work_height), d)
-        cols = _full_res_indices(reflect_indices(left, size, work_width), d) + col_offset
-        return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)
-
-    in_bounds = ((top >= 0) & (left >= 0) & (top + size <= work_height) &
-                 (left + size <= work_width))
-    return tf.ensure_shape(tf.cond(in_bounds, inside, mirrored), [size * d, size * d, 3])
-
-
-def downscale_to_float(window: tf.Tensor, downscale: int) -> tf.Tensor:
-    """uint8 (H, W, 3) -> float32 [0, 255], box-averaged by `downscale` (exact area resize x1/d)."""
-    window = tf.cast(window, tf.float32)
-    if downscale == 1:
-        return window
-    return tf.nn.avg_pool2d(window[None], downscale, downscale, "VALID")[0]
-
-
-def next_fast_len(n: int) -> int:
-    """Smallest 2,3,5-smooth integer >= n (fast FFT sizes)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
-def convolve_valid_fft(padded: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """'valid' 2-D convolution of (P1, P2, C) by (kh, kw), per channel, by FFT in float32.
-
-    Output (P1 - kh + 1, P2 - kw + 1, C):
-      out[i, j] = sum_{u, v} padded[i + kh - 1 - u, j + kw - 1 - v] * kernel[u, v].
-    A circular convolution of size >= P has no wrap-around on the valid part, so no zero border is
-    needed beyond rounding the size up to a fast FFT length.
-    """
-    kh, kw = kernel.shape[-2], kernel.shape[-1]
-    p1, p2 = padded.shape[0], padded.shape[1]
-    if p1 is not None and p2 is not None:
-        fft_shape = tf.constant([next_fast_len(p1), next_fast_len(p2)], tf.int32)
-    else:
-        fft_shape = tf.shape(padded)[:2]
-    channels_first = tf.transpose(padded, [2, 0, 1])
-    spectrum = (tf.signal.rfft2d(channels_first, fft_length=fft_shape) *
-                tf.signal.rfft2d(tf.cast(kernel, tf.float32), fft_length=fft_shape))
-    full = tf.signal.irfft2d(spectrum, fft_length=fft_shape)
-    size = tf.shape(padded)[:2]
-    valid = full[:, kh - 1:size[0], kw - 1:size[1]]
-    return tf.transpose(valid, [1, 2, 0])
-
-
-def blur_margins(kernel_size: int) -> tuple[int, int]:
-    """(before, after) context pixels that `motion_blur.blur`'s kernel centre convention needs."""
-    centre = (kernel_size - 1) // 2
-    return kernel_size - 1 - centre, centre
-
-
-def blur_tf(image: tf.Tensor, kernel: tf.Tensor, noise_std: float = 0.0,
-            seed: tf.Tensor | None = None) -> tf.Tensor:
-    """TensorFlow twin of `motion_blur.blur`: same-size true convolution with reflection padding.
-
-    Args:
-      image: (H, W, C) float image, any range.
-      kernel: (kh, kw) kernel summing to 1 (static shape).
-      noise_std: std of additive Gaussian noise, in the image's units.
-      seed: [2] int stateless seed for the noise (required when noise_std > 0).
-
-    Returns:
-      float32 (H, W, C), not clipped; equals motion_blur.blur(image, kernel) up to float32 rounding.
-    """
-    image = tf.convert_to_tensor(image, tf.float32)
-    kernel = tf.convert_to_tensor(kernel, tf.float32)
-    (top, bottom), (left, right) = blur_margins(kernel.shape[0]), blur_margins(kernel.shape[1])
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    rows = reflect_indices(-top, height + top + bottom, height)
-    cols = reflect_indices(-left, width + left + right, width)
-    blurred = convolve_valid_fft(tf.gather(tf.gather(image, rows, axis=0), cols, axis=1), kernel)
-    if noise_std > 0:
-        if seed is None:
-            raise ValueError("noise_std > 0 needs a stateless seed")
-        blurred += noise_std * tf.random.stateless_normal(tf.shape(blurred), seed)
-    return blurred
-
-
-def to_unit_range(image: tf.Tensor) -> tf.Tensor:
-    """[0, 255] -> [-1, 1] float32 (clipped: blur noise can overshoot)."""
-    return tf.clip_by_value(tf.cast(image, tf.float32) / 127.5 - 1.0, -1.0, 1.0)
-
-
-# --------------------------------------------------------------------------- randomness
-
-
-def _fold(seed: tf.Tensor, *data: int | tf.Tensor) -> tf.Tensor:
-    for value in data:
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
-    return seed
-
-
-def _root_seed(seed: int) -> tf.Tensor:
-    return tf.constant([seed, 0], tf.int64)
 
 
 def kernel_bank(blur_config: ml_collections.ConfigDict, seed: int,
@@ -490,7 +93,7 @@ class _TableTensors:
         slot = (position % self.size + tf.cast(attempt, tf.int64)) % self.size
         if not shuffle:
             return slot
-        return tf.random.experimental.index_shuffle(slot, _fold(self.permutation_seed, epoch),
+        return tf.random.experimental.index_shuffle(slot, tf_ops.fold_seed(self.permutation_seed, epoch),
                                                     tf.constant(self.size - 1, tf.int64))
 
 
@@ -514,13 +117,13 @@ def _read_regions(table: _TableTensors, index: tf.Tensor, seeds: tf.Tensor,
     sharp-only table the 'blurred' region is the sharp one (blurred later).
     """
     sharp_path = table.sharp[index]
-    image = decode_rgb8(sharp_path)
+    image = tf_ops.decode_rgb8(sharp_path)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
-    if table.kind == _KIND_AB:
+    if table.kind == KIND_AB:
         width = width // 2
-    if table.kind == _KIND_PAIR:
-        blurred_image = decode_rgb8(table.blurred[index])
+    if table.kind == KIND_PAIR:
+        blurred_image = tf_ops.decode_rgb8(table.blurred[index])
         tf.debugging.assert_equal(tf.shape(blurred_image), shape,
                                   message="blurred and sharp images differ in size")
     work_h, work_w = height // spec.downscale, width // spec.downscale
@@ -538,16 +141,16 @@ def _read_regions(table: _TableTensors, index: tf.Tensor, seeds: tf.Tensor,
             tf.constant(False))
 
     def region_of(source: tf.Tensor, col_offset: tf.Tensor | int = 0) -> tf.Tensor:
-        window = crop_window(source, top, left, spec.region, work_h, work_w, spec.downscale,
+        window = tf_ops.crop_window(source, top, left, spec.region, work_h, work_w, spec.downscale,
                              col_offset)
-        region = downscale_to_float(window, spec.downscale)
+        region = tf_ops.downscale_to_float(window, spec.downscale)
         return tf.cond(flip, lambda: tf.reverse(region, [1]), lambda: region)
 
-    if table.kind == _KIND_AB:
+    if table.kind == KIND_AB:
         blurred, sharp = region_of(image), region_of(image, width)
     else:
         sharp = region_of(image)
-        blurred = region_of(blurred_image) if table.kind == _KIND_PAIR else sharp
+        blurred = region_of(blurred_image) if table.kind == KIND_PAIR else sharp
     region = [spec.region, spec.region, 3]
     return tf.ensure_shape(blurred, region), tf.ensure_shape(sharp, region), sharp_path
 
@@ -744,17 +347,17 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
     real, sharp, ratio = _train_tables(data_config, stats)
     for table in (real, sharp):
         if table is not None:
-            _count_small(table, crop_size, downscale, stats)
+            count_small(table, crop_size, downscale, stats)
     logging.info("training data: %s", stats.summary())
 
     blur_config = data_config.blur
     synthetic = sharp is not None
     spec = _CropSpec(crop_size, downscale,
-                     blur_margins(blur_config.canvas) if synthetic else (0, 0), data_config.flip)
-    root = _root_seed(seed)
-    permutation = _fold(root, _TAG_PERMUTATION)
-    real_t = _TableTensors.build(real, _fold(permutation, 0)) if real else None
-    sharp_t = _TableTensors.build(sharp, _fold(permutation, 1)) if sharp else None
+                     tf_ops.blur_margins(blur_config.canvas) if synthetic else (0, 0), data_config.flip)
+    root = tf_ops.root_seed(seed)
+    permutation = tf_ops.fold_seed(root, _TAG_PERMUTATION)
+    real_t = _TableTensors.build(real, tf_ops.fold_seed(permutation, 0)) if real else None
+    sharp_t = _TableTensors.build(sharp, tf_ops.fold_seed(permutation, 1)) if sharp else None
     if synthetic:
         bank = tf.constant(kernel_bank(blur_config, seed))
     shuffle = bool(data_config.shuffle)
@@ -762,7 +365,7 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
     noise_std = float(blur_config.noise_std) * 255.0  # config is on a 0..1 scale
 
     def example_seeds(index: tf.Tensor) -> tf.Tensor:
-        return tf.random.experimental.stateless_split(_fold(root, _TAG_EXAMPLE, index),
+        return tf.random.experimental.stateless_split(tf_ops.fold_seed(root, _TAG_EXAMPLE, index),
                                                       _NUM_STREAMS)
 
     def read(index: tf.Tensor, attempt: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -774,7 +377,7 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
                 file = table.file_index(position, attempt, shuffle)
                 first = table.file_index(position, 0, shuffle)
                 first_files = table.sharp[first]
-                if table.kind == _KIND_PAIR:
+                if table.kind == KIND_PAIR:
                     first_files = tf.strings.join([table.blurred[first], first_files],
                                                   separator=" / ")
                 return (*_read_regions(table, file, seeds, spec), first_files)
@@ -810,7 +413,7 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
             def synthesise():
                 kernel_index = tf.random.stateless_uniform([], seeds[_STREAM_KERNEL], 0,
                                                            bank.shape[0], dtype=tf.int32)
-                blurred = convolve_valid_fft(example["sharp"], tf.gather(bank, kernel_index))
+                blurred = tf_ops.convolve_valid_fft(example["sharp"], tf.gather(bank, kernel_index))
                 if noise_std > 0:
                     blurred += noise_std * tf.random.stateless_normal(tf.shape(blurred),
                                                                       seeds[_STREAM_NOISE])
@@ -821,8 +424,8 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
             else:
                 real_crop = blurred_crop
                 blurred_crop = tf.cond(example["synthetic"], synthesise, lambda: real_crop)
-        return {"blurred": tf.ensure_shape(to_unit_range(blurred_crop), [crop_size, crop_size, 3]),
-                "sharp": tf.ensure_shape(to_unit_range(sharp_crop), [crop_size, crop_size, 3]),
+        return {"blurred": tf.ensure_shape(tf_ops.to_unit_range(blurred_crop), [crop_size, crop_size, 3]),
+                "sharp": tf.ensure_shape(tf_ops.to_unit_range(sharp_crop), [crop_size, crop_size, 3]),
                 "index": example["index"], "attempt": example["attempt"],
                 "first_files": example["first_files"]}
 
@@ -889,11 +492,11 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: i
                         f"{table.folder} has {len(sizes)} sizes; use batch_size 1")
     logging.info("eval data: %s", stats.summary())
     blur_config = data_config.blur
-    synthetic = table.kind == _KIND_SHARP
+    synthetic = table.kind == KIND_SHARP
     if synthetic:
         bank = tf.constant(kernel_bank(blur_config, int(data_config.eval_blur_seed),
                                        n=len(table.records)))
-    eval_root = _fold(_root_seed(int(data_config.eval_blur_seed)), _TAG_EVAL)
+    eval_root = tf_ops.fold_seed(tf_ops.root_seed(int(data_config.eval_blur_seed)), _TAG_EVAL)
     noise_std = float(blur_config.noise_std) * 255.0
     names = tf.constant([r.name for r in records])
     blurred_paths = tf.constant([r.blurred_path for r in records])
@@ -902,25 +505,25 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: i
     positions = tf.range(process_index, len(table.records), process_count, dtype=tf.int64)
 
     def load(j: tf.Tensor) -> dict[str, tf.Tensor]:
-        image = decode_rgb8(sharp_paths[j])
+        image = tf_ops.decode_rgb8(sharp_paths[j])
         height, width = tf.shape(image)[0], tf.shape(image)[1]
-        if table.kind == _KIND_AB:
+        if table.kind == KIND_AB:
             width = width // 2
-        if table.kind == _KIND_PAIR:
-            blurred_image = decode_rgb8(blurred_paths[j])
+        if table.kind == KIND_PAIR:
+            blurred_image = tf_ops.decode_rgb8(blurred_paths[j])
             tf.debugging.assert_equal(tf.shape(blurred_image), tf.shape(image),
                                       message="blurred and sharp images differ in size")
         rows, cols = (height // downscale) * downscale, (width // downscale) * downscale
-        sharp = downscale_to_float(image[:rows, :cols], downscale)
-        if table.kind == _KIND_AB:
-            blurred = downscale_to_float(image[:rows, width:width + cols], downscale)
-        elif table.kind == _KIND_PAIR:
-            blurred = downscale_to_float(blurred_image[:rows, :cols], downscale)
+        sharp = tf_ops.downscale_to_float(image[:rows, :cols], downscale)
+        if table.kind == KIND_AB:
+            blurred = tf_ops.downscale_to_float(image[:rows, width:width + cols], downscale)
+        elif table.kind == KIND_PAIR:
+            blurred = tf_ops.downscale_to_float(blurred_image[:rows, :cols], downscale)
         else:
             position = positions[j]
-            blurred = blur_tf(sharp, tf.gather(bank, position), noise_std,
-                              seed=_fold(eval_root, position))
-        return {"blurred": to_unit_range(blurred), "sharp": to_unit_range(sharp), "name": names[j]}
+            blurred = tf_ops.blur_tf(sharp, tf.gather(bank, position), noise_std,
+                              seed=tf_ops.fold_seed(eval_root, position))
+        return {"blurred": tf_ops.to_unit_range(blurred), "sharp": tf_ops.to_unit_range(sharp), "name": names[j]}
 
     dataset = tf.data.Dataset.range(len(records)).map(load, num_parallel_calls=tf.data.AUTOTUNE,
                                                       deterministic=True)

@@ -4,14 +4,14 @@ TFDS 4.9 has no GoPro builder and GoPro cannot be downloaded automatically (it i
 web page / cloud drive), so this builder reads a manually downloaded copy from `manual_dir`:
 
     import tensorflow_datasets as tfds
-    from deblurgan_jax import tfds_gopro  # registers 'gopro'
+    from deblurgan_jax.data import tfds_gopro  # registers 'gopro'
     builder = tfds_gopro.Gopro(data_dir="~/tensorflow_datasets")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir="/data/gopro_manual"))
     train = builder.as_dataset(split="train")  # {'blurred', 'sharp', 'name', 'sequence'}
 
 Examples keep the original PNG bytes (no re-encoding); images decode to uint8 (H, W, 3).
-Pairs are listed and checked like the folder pipeline (`data.list_gopro` + `data.scan_table`):
+Pairs are listed and checked like the folder pipeline (`sources.list_gopro` + `sources.scan_table`):
 a size mismatch is a `DataError`, an unreadable file is skipped and logged.
 """
 
@@ -23,7 +23,7 @@ from absl import logging
 from etils import epath
 import tensorflow_datasets as tfds
 
-from deblurgan_jax import data
+from deblurgan_jax.data import sources
 
 _HOMEPAGE = "https://seungjunnah.github.io/Datasets/gopro"
 _CITATION = """\
@@ -40,9 +40,9 @@ def find_gopro_root(manual_dir: str) -> str:
     for candidate in (manual_dir, os.path.join(manual_dir, "GoPro_Large")):
         if all(os.path.isdir(os.path.join(candidate, s)) for s in ("train", "test")):
             return candidate
-    raise data.DataError(f"no GoPro train/ and test/ folders in {manual_dir!r} or "
+    raise sources.DataError(f"no GoPro train/ and test/ folders in {manual_dir!r} or "
                          f"{os.path.join(manual_dir, 'GoPro_Large')!r}; expected layout: "
-                         f"{data.LAYOUTS['gopro']}. {Gopro.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+                         f"{sources.LAYOUTS['gopro']}. {Gopro.MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
 class Gopro(tfds.core.GeneratorBasedBuilder):
@@ -85,12 +85,12 @@ exists. The blur_gamma/ folders are not used (DeblurGAN trains on blur/).
         return {split: self._generate_examples(root, split) for split in ("train", "test")}
 
     def _generate_examples(self, root: str, split: str):
-        triples, unmatched = data.list_gopro(root, split)
+        triples, unmatched = sources.list_gopro(root, split)
         if unmatched:
             logging.warning("%d blurred frame(s) without a sharp twin are left out, e.g. %s",
                             len(unmatched), unmatched[:3])
-        table = data.scan_table("pair", triples, os.path.join(root, split), "gopro",
-                                data.DataStats())
+        table = sources.scan_table("pair", triples, os.path.join(root, split), "gopro",
+                                sources.DataStats())
         for record in table.records:
             yield record.name, {
                 "blurred": record.blurred_path,

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deblurgan_jax import inference, metrics
+from deblurgan_jax.networks import inference
+from deblurgan_jax.evaluation import metrics
 
 REPORTED_METRICS = ("psnr", "ssim", "cw_ssim", "lpips_alex", "lpips_vgg")
 METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM (standard)",

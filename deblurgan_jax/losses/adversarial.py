@@ -1,13 +1,10 @@
-"""DeblurGAN losses as pure functions over arrays (NHWC, images in [-1, 1]).
+"""The adversarial losses (L_GAN of the paper) as pure functions over arrays (NHWC, [-1, 1]).
 
-The paper's objective is L = L_GAN + lambda * L_X with lambda = 100:
+The paper's objective is L = L_GAN + lambda * L_X with lambda = 100 (L_X: losses/content.py):
 - L_GAN: a WGAN-GP critic (`wgan_gp_critic_loss`, penalty weight 10) and the generator loss
   -D(G(I_B)) (`wgan_generator_loss`). The original code's alternatives, selectable by name, are
   an LSGAN (`lsgan_*`) and a vanilla GAN (`gan_*`); `critic_loss` / `generator_adversarial_loss`
   dispatch on `kind` in `ADVERSARIAL_KINDS`.
-- L_X: the perceptual loss, MSE between VGG conv3_3 features of the restored and the sharp image
-  (`perceptual_loss`), or an L1 pixel loss (`l1_loss`); `content_loss` dispatches on `kind` in
-  `CONTENT_KINDS`. The weight lambda is applied by the train step, not here.
 
 The gradient penalty is the textbook one (Gulrajani et al., 2017): one uniform alpha per sample
 and the L2 norm of the critic's input gradient over each whole sample (H, W and C). The original
@@ -30,12 +27,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-Array = jax.Array
+from deblurgan_jax.losses.common import Array, as_float32 as _f32, check_kind as _check_kind
+
 CriticFn = Callable[[Array], Array]
-FeaturesFn = Callable[[Array], Array]
 
 ADVERSARIAL_KINDS = ("wgan-gp", "lsgan", "gan")
-CONTENT_KINDS = ("perceptual", "l1")
 CRITIC_REDUCTIONS = ("mean", "sum")
 
 # Added to the squared gradient norm before the square root so that the penalty has a finite
@@ -43,10 +39,6 @@ CRITIC_REDUCTIONS = ("mean", "sum")
 # far below any squared norm float32 can represent meaningfully next to 1, so it does not move
 # the penalty measurably.
 GRADIENT_NORM_EPS = 1e-12
-
-
-def _f32(x: Array) -> Array:
-    return jnp.asarray(x).astype(jnp.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,11 +180,6 @@ def gan_generator_loss(fake_logits: Array) -> Array:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)))
 
 
-def _check_kind(kind: str, valid: tuple[str, ...], what: str) -> None:
-    if kind not in valid:
-        raise ValueError(f"unknown {what} {kind!r}; valid kinds: {', '.join(valid)}")
-
-
 def critic_loss(kind: str, critic_fn: CriticFn, real: Array, fake: Array,
                 alpha: Array | None = None, *, gp_weight: float = 10.0,
                 reduction: str = "mean") -> tuple[Array, dict[str, Array]]:
@@ -223,48 +210,3 @@ def generator_adversarial_loss(kind: str, fake_scores: Array) -> Array:
     if kind == "lsgan":
         return lsgan_generator_loss(fake_scores)
     return gan_generator_loss(fake_scores)
-
-
-# --------------------------------------------------------------------------------------------
-# Content losses. The paper's lambda (100) multiplies them in the train step.
-
-
-def perceptual_loss(features_fn: FeaturesFn, restored: Array, sharp: Array) -> Array:
-    """MSE between `features_fn(restored)` and `features_fn(sharp)` (the paper's L_X).
-
-    `features_fn` maps NHWC images to feature maps, e.g.
-    `lambda x: VGGFeatures(...).apply({'params': vgg_params}, x)` (conv3_3). No gradient flows
-    through the sharp image's features (`stop_gradient`, the original's `.detach()`). The
-    content weight (lambda = 100 in the paper) is applied by the caller, not here.
-    """
-    restored_features = _f32(features_fn(restored))
-    sharp_features = jax.lax.stop_gradient(_f32(features_fn(sharp)))
-    return jnp.mean(jnp.square(restored_features - sharp_features))
-
-
-def l1_loss(restored: Array, sharp: Array) -> Array:
-    """Mean absolute pixel difference (the original code's 'pix2pix' content loss). The content
-    weight is applied by the caller."""
-    return jnp.mean(jnp.abs(_f32(restored) - _f32(sharp)))
-
-
-def content_loss(kind: str, restored: Array, sharp: Array, *,
-                 features_fn: FeaturesFn | None = None) -> Array:
-    """The content loss selected by `kind` in CONTENT_KINDS ('perceptual' needs `features_fn`).
-    Unweighted: the train step multiplies it by lambda (100 in the paper)."""
-    _check_kind(kind, CONTENT_KINDS, "content loss kind")
-    if kind == "perceptual":
-        if features_fn is None:
-            raise ValueError("the 'perceptual' content loss needs features_fn, e.g. "
-                             "lambda x: VGGFeatures(...).apply({'params': vgg_params}, x)")
-        return perceptual_loss(features_fn, restored, sharp)
-    return l1_loss(restored, sharp)
-
-
-__all__ = (
-    "ADVERSARIAL_KINDS", "CONTENT_KINDS", "CRITIC_REDUCTIONS", "GRADIENT_NORM_EPS",
-    "critic_scores", "interpolate", "input_gradient_norms", "gradient_penalty",
-    "wgan_gp_critic_loss", "wgan_generator_loss", "lsgan_critic_loss", "lsgan_generator_loss",
-    "gan_critic_loss", "gan_generator_loss", "critic_loss", "generator_adversarial_loss",
-    "perceptual_loss", "l1_loss", "content_loss",
-)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deblurgan_jax import models
+from deblurgan_jax.networks import models
 
 DEFAULT_TILE = 1024
 

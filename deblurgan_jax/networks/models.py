@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deblurgan_jax import conv_ops
+from deblurgan_jax.networks import conv_ops
 
 Dtype = Any
 

@@ -41,9 +41,11 @@ import numpy as np
 import optax
 from absl import logging
 
-from deblurgan_jax import checkpoints, conv_ops, inference, losses, models
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.networks import conv_ops, inference, models
+from deblurgan_jax import losses
 from deblurgan_jax import config as config_lib
-from deblurgan_jax import metrics as image_metrics
+from deblurgan_jax.evaluation import metrics as image_metrics
 
 # --------------------------------------------------------------------------------------------
 # State and models.
@@ -501,7 +503,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with the run's stored config (config_lib.ConfigError names the fields). SIGINT/SIGTERM stop
     the run after the current step, with a checkpoint of it: `Interrupted`.
     """
-    from deblurgan_jax import data, parallel  # TensorFlow only where data is needed.
+    from deblurgan_jax.data import pipeline  # TensorFlow only where data is needed.
+    from deblurgan_jax.training import parallel
     from flax.metrics import tensorboard
     from tqdm import tqdm
 
@@ -543,7 +546,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # axis, so each host's slice of each of them is split over its devices (batch axis 1).
     fresh = config.critic_batches == "fresh"
     critic_batches = config.n_critic if fresh else 1
-    train_batches = data.create_train_dataset(
+    train_batches = pipeline.create_train_dataset(
         config.data, batch_size=config.batch_size, crop_size=config.crop_size, seed=config.seed,
         start_index=start * critic_batches * config.batch_size)
     train_iter = iter(train_batches)
@@ -560,7 +563,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         batch_axis=1 if fresh else 0)
 
     def eval_batches():
-        return data.create_eval_dataset(config.data, batch_size=1)
+        return pipeline.create_eval_dataset(config.data, batch_size=1)
 
     def log(message: str) -> None:
         if is_main:

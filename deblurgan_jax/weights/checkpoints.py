@@ -31,7 +31,7 @@ import numpy as np
 from flax import serialization
 
 from deblurgan_jax import config as config_lib
-from deblurgan_jax import models
+from deblurgan_jax.networks import models
 
 CONFIG_FILE = "config.json"
 ORIGINAL_CONFIG_FILE = "config.original.json"

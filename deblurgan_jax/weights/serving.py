@@ -18,8 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from deblurgan_jax import checkpoints, models
-from deblurgan_jax.checkpoints import model_config_path, to_numpy
+from deblurgan_jax.weights import checkpoints
+from deblurgan_jax.networks import models
+from deblurgan_jax.weights.checkpoints import model_config_path, to_numpy
 
 # --------------------------------------------------------------------------------------------
 # TensorFlow: the uint8 serving wrapper, the SavedModel (jax2tf) and ONNX (plain TF ops).

@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from deblurgan_jax import models
+from deblurgan_jax.networks import models
 
 # Official 2018 generator: 11,378,179 values; 2019 refactor (one conv per block): 6,067,459.
 OFFICIAL_GENERATOR_PARAMS = 11_378_179

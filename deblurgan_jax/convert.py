@@ -1,0 +1,8 @@
+"""`python -m deblurgan_jax.convert` and the `deblurgan-convert` script: the command itself is
+deblurgan_jax/commands/convert.py (this module only keeps the short, documented entry point)."""
+import sys
+
+from deblurgan_jax.commands.convert import main
+
+if __name__ == "__main__":
+    sys.exit(main())

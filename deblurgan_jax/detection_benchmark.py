@@ -1,0 +1,8 @@
+"""`python -m deblurgan_jax.detection_benchmark` and the `deblurgan-detection-benchmark` script: the command itself is
+deblurgan_jax/commands/detection_benchmark.py (this module only keeps the short, documented entry point)."""
+import sys
+
+from deblurgan_jax.commands.detection_benchmark import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""`python -m deblurgan_jax.export` and the `deblurgan-export` script: the command itself is
+deblurgan_jax/commands/export.py (this module only keeps the short, documented entry point)."""
+import sys
+
+from deblurgan_jax.commands.export import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Bottom-layer helpers every other layer may use, importing nothing else from the package:
+image files (`images`)."""
