@@ -36,10 +36,11 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from deblurgan_jax.weights import checkpoints, torch_weights
-from deblurgan_jax.utils import images
-from deblurgan_jax.networks import inference, models
 from deblurgan_jax.blurring import video
+from deblurgan_jax.utils import images
+
+# JAX, Flax and the weights code load when a Deblurrer is made, not when this module is imported:
+# `python -m deblurgan_jax.deblur --help` and `import deblurgan_jax` stay fast.
 
 DEFAULT_TILE = 2048  # whole-image inference up to about 4 MP (a few GB on CPU), tiles beyond
 MIN_SIDE = 8  # two stride-2 stages and reflect padding at quarter resolution need 8 pixels
@@ -161,6 +162,9 @@ class Deblurrer:
                  provenance: Mapping[str, Any] | None = None):
         import jax  # pylint: disable=g-import-not-at-top
 
+        from deblurgan_jax.networks import inference, models  # pylint: disable=g-import-not-at-top
+        from deblurgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+
         self.model_config = checkpoints.full_generator_config(model_config)
         tile = tile or None
         if tile is not None:
@@ -183,6 +187,7 @@ class Deblurrer:
     def from_params(cls, path: str | os.PathLike[str], **options: Any) -> Deblurrer:
         """From a generator params file (`python -m deblurgan_jax.export`, or converted
         official weights): `path` and the `.json` model config beside it."""
+        from deblurgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
         params, model_config = checkpoints.load_generator(os.fspath(path))
         return cls(params, model_config, provenance={"params": os.path.abspath(path)},
                    **options)
@@ -193,6 +198,7 @@ class Deblurrer:
         """From a training run (`train.py --workdir DIR`): its 'best' checkpoint by eval PSNR
         (needs a run with config.eval_every > 0) or its 'latest'; `weights` 'auto' (the EMA of
         the weights when the run keeps one), 'ema' or 'raw'."""
+        from deblurgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
         try:
             params, model_config, provenance = checkpoints.load_generator_from_workdir(
                 os.fspath(workdir), which, weights)
@@ -208,6 +214,7 @@ class Deblurrer:
         """From an official DeblurGAN generator checkpoint (2018 code, e.g. latest_net_G.pth),
         converted on the fly. Needs PyTorch to read the file (`pip install torch`, the CPU build
         is enough); `python -m deblurgan_jax.convert generator` converts it once instead."""
+        from deblurgan_jax.weights import torch_weights  # pylint: disable=g-import-not-at-top
         if importlib.util.find_spec("torch") is None:
             raise ImportError("Deblurrer.from_official reads .pth files with PyTorch, which is "
                               "not installed: pip install torch (the CPU build is enough), or "

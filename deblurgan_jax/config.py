@@ -17,19 +17,18 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from deblurgan_jax import losses
+from deblurgan_jax.data import sources
+from deblurgan_jax.networks import conv_ops, models
+
 # GoPro's training split has 2,103 pairs; the paper trains 300 epochs at batch size 1.
 GOPRO_TRAIN_PAIRS = 2103
 
-ADVERSARIAL_KINDS = ("wgan-gp", "lsgan", "gan")
-CONTENT_KINDS = ("perceptual", "l1")
-CRITIC_REDUCTIONS = ("mean", "sum")
-CONV_IMPLS = ("auto", "xla", "cpu_fast")
-COMPUTE_DTYPES = ("float32", "bfloat16")
-REMAT_CHOICES = ("none", "blocks", "full")
-PARALLEL_DRIVERS = ("pmap", "sharding")
-DATA_SOURCES = ("gopro", "paired", "ab", "synthetic", "comb", "demo")
-REAL_SOURCES = ("gopro", "paired", "ab")
-VGG_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3")
+# Choices that only the config knows; the others are defined next to the code that implements
+# them (losses, conv_ops, models, data.sources) and imported below.
+COMPUTE_DTYPES = ("float32", "bfloat16")  # names of jax.numpy dtypes
+CRITIC_BATCHES = ("shared", "fresh")
+PARALLEL_DRIVERS = ("pmap", "sharding")  # training/parallel.py implements them
 
 
 class ConfigError(ValueError):
@@ -237,13 +236,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("crop_size", lambda v: _int(8)(v) and v % 4 == 0,
          "a multiple of 4 of at least 8 (the generator has two stride-2 stages)"),
         ("n_critic", _int(1), "a positive integer"),
-        ("critic_batches", _one_of(("shared", "fresh")), "'shared' or 'fresh'"),
+        ("critic_batches", _one_of(CRITIC_BATCHES), f"one of {CRITIC_BATCHES}"),
         ("learning_rate", lambda v: _number(0, 1)(v) and v > 0, "a number in (0, 1]"),
         ("b1", _number(0, 1, open_high=True), "a number in [0, 1)"),
         ("b2", _number(0, 1, open_high=True), "a number in [0, 1)"),
         ("decay_start_fraction", _number(0, 1), "a number in [0, 1]"),
         ("compute_dtype", _one_of(COMPUTE_DTYPES), f"one of {COMPUTE_DTYPES}"),
-        ("remat", _one_of(REMAT_CHOICES), f"one of {REMAT_CHOICES}"),
+        ("remat", _one_of(models.REMAT_CHOICES), f"one of {models.REMAT_CHOICES}"),
         ("ema_decay", _number(0, 1, open_high=True), "a number in [0, 1) (0 = off)"),
         ("num_devices", _int(0), "0 (all local devices) or a positive integer"),
         ("parallel", _one_of(PARALLEL_DRIVERS), f"one of {PARALLEL_DRIVERS}"),
@@ -260,18 +259,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("model.zero_init_head", _one_of((True, False)), "true or false"),
         ("model.ndf", _int(1), "a positive integer"),
         ("model.n_layers", _int(1, 6), "an integer in 1..6"),
-        ("model.conv_impl", _one_of(CONV_IMPLS), f"one of {CONV_IMPLS}"),
-        ("loss.gan", _one_of(ADVERSARIAL_KINDS), f"one of {ADVERSARIAL_KINDS}"),
+        ("model.conv_impl", _one_of(conv_ops.CONV_IMPL_CHOICES), f"one of {conv_ops.CONV_IMPL_CHOICES}"),
+        ("loss.gan", _one_of(losses.ADVERSARIAL_KINDS), f"one of {losses.ADVERSARIAL_KINDS}"),
         ("loss.gp_weight", _number(0, math.inf), "a non-negative number"),
-        ("loss.critic_reduction", _one_of(CRITIC_REDUCTIONS), f"one of {CRITIC_REDUCTIONS}"),
+        ("loss.critic_reduction", _one_of(losses.CRITIC_REDUCTIONS),
+         f"one of {losses.CRITIC_REDUCTIONS}"),
         ("loss.adversarial_weight", _number(0, math.inf), "a non-negative number"),
-        ("loss.content", _one_of(CONTENT_KINDS), f"one of {CONTENT_KINDS}"),
+        ("loss.content", _one_of(losses.CONTENT_KINDS), f"one of {losses.CONTENT_KINDS}"),
         ("loss.content_weight", _number(0, math.inf), "a non-negative number"),
         ("loss.pixel_l1_weight", _number(0, math.inf), "a non-negative number"),
-        ("loss.vgg_arch", _one_of(("vgg16", "vgg19")), "'vgg16' or 'vgg19'"),
-        ("loss.vgg_layer", _one_of(VGG_LAYERS), f"one of {VGG_LAYERS}"),
-        ("data.source", _one_of(DATA_SOURCES), f"one of {DATA_SOURCES}"),
-        ("data.real_source", _one_of(REAL_SOURCES), f"one of {REAL_SOURCES}"),
+        ("loss.vgg_arch", _one_of(models.VGG_ARCHS), f"one of {models.VGG_ARCHS}"),
+        ("loss.vgg_layer", _one_of(models.VGG_CONV_LAYERS), f"one of {models.VGG_CONV_LAYERS}"),
+        ("data.source", _one_of(sources.SOURCES), f"one of {sources.SOURCES}"),
+        ("data.real_source", _one_of(sources.REAL_SOURCES), f"one of {sources.REAL_SOURCES}"),
         ("data.synthetic_ratio", _number(0, 1), "a number in [0, 1]"),
         ("data.downscale", _one_of((1, 2)), "1 or 2"),
         ("data.eval_downscale", _one_of((1, 2)), "1 or 2"),

@@ -45,7 +45,7 @@ def measure(config_name: str, num_devices: int, batch_size: int, steps: int) -> 
     shape = (batch_size, config.crop_size, config.crop_size, 3)
     batch = {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in ("blurred", "sharp")}
     drivers = {}
-    for driver in (("single",) if num_devices == 1 else parallel.DRIVERS):
+    for driver in (("single",) if num_devices == 1 else config_lib.PARALLEL_DRIVERS):
         config.parallel = "sharding" if driver == "single" else driver
         config.num_devices = num_devices
         plan = parallel.create(config)

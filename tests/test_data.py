@@ -367,6 +367,29 @@ def test_eval_gives_full_images_in_fixed_order_with_names(folders):
     np.testing.assert_array_equal(both["sharp"], np.concatenate([b["sharp"] for b in batches]))
 
 
+def test_every_image_format_the_commands_read_is_paired_and_decoded(tmp_path):
+    """.webp and .tif photos (which TensorFlow cannot decode) are listed like .png ones and read
+    by Pillow: the same pixels as Pillow's own decoding, not skipped or replaced."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    expected = {}
+    for ext in (".webp", ".tif", ".png"):
+        pixels = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        for side in ("A", "B"):
+            os.makedirs(tmp_path / side, exist_ok=True)
+            Image.fromarray(pixels if side == "B" else 255 - pixels).save(
+                tmp_path / side / f"img{ext}", **({"lossless": True} if ext == ".webp" else {}))
+        with Image.open(tmp_path / "B" / f"img{ext}") as im:
+            expected[f"img{ext}"] = np.asarray(im.convert("RGB"), np.float32) / 127.5 - 1.0
+    config = _config("paired", {"sharp": ""}, root=str(tmp_path))
+    batches = list(pipeline.create_eval_dataset(config))
+    assert sorted(b["name"][0] for b in batches) == sorted(expected)
+    for b in batches:
+        np.testing.assert_allclose(b["sharp"][0], expected[b["name"][0]], atol=1e-6)
+        np.testing.assert_allclose(b["blurred"][0], -expected[b["name"][0]], atol=1e-6)
+
+
 def test_synthetic_eval_is_blurred_deterministically(folders):
     config = _config("synthetic", folders, eval_split="test")  # no test/: the whole folder
     first = list(pipeline.create_eval_dataset(config))

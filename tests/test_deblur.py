@@ -183,6 +183,27 @@ def test_truncated_params_file_is_a_clear_error(params_file, tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "out" / "a.png").exists()
 
 
+def test_deblur_and_its_help_start_without_tensorflow(params_file, tmp_path):
+    """Photos are read with Pillow, so deblurring one loads no TensorFlow, and --help loads
+    neither TensorFlow nor JAX (the command starts in a fraction of the time)."""
+    photo = tmp_path / "a.png"
+    Image.fromarray(_photo(32, 32)).save(photo)
+    code = ("import runpy, sys\n"
+            "code = None\n"
+            "try:\n"
+            "    runpy.run_module('deblurgan_jax.deblur', run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    code = e.code\n"
+            "print('exit', code, sorted({'tensorflow', 'jax'} & set(sys.modules)))\n")
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
+                                       capture_output=True, text=True, timeout=300)
+    r = run("--help")
+    assert r.stdout.strip().endswith("exit 0 []"), r.stderr
+    r = run("--params", params_file, str(photo), "--out", str(tmp_path / "out"))
+    assert r.stdout.strip().endswith("exit 0 ['jax']"), r.stderr
+    assert (tmp_path / "out" / "a.png").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # Videos.
 

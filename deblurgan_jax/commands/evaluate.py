@@ -88,8 +88,7 @@ def write_results(out: str, rows: list, metric_names: Sequence[str], summary_ext
     scoring.write_csv(rows, os.path.join(out, "metrics.csv"))
     checkpoints.write_atomic(os.path.join(out, "summary.json"), checkpoints.to_json(summary))
     if entries:
-        report.write_index_html(out, summary, rows, metric_names, entries,
-                                metric_titles=scoring.METRIC_TITLES)
+        report.write_index_html(out, summary, rows, metric_names, entries)
     return summary
 
 

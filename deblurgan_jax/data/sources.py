@@ -34,15 +34,13 @@ from deblurgan_jax.utils import images
 
 SOURCES = ("gopro", "paired", "ab", "synthetic", "comb", "demo")
 REAL_SOURCES = ("gopro", "paired", "ab")
-# Formats that both Pillow (header scan) and tf.io.decode_image read.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 LAYOUTS = {
     "gopro": "ROOT/{train,test}/<sequence>/{blur,sharp}/<name>.png with the same names in blur/ "
              "and sharp/ (GoPro_Large)",
     "paired": "ROOT[/<split>]/A/<name> (blurred) and ROOT[/<split>]/B/<name> (sharp)",
     "ab": "ROOT[/<split>]/<name>.png, blurred left half and sharp right half side by side",
-    "synthetic": "SHARP_ROOT[/<split>]/**/<name>.{png,jpg,jpeg,bmp} (sharp photos)",
+    "synthetic": "SHARP_ROOT[/<split>]/**/<name> (sharp photos, any of " + " ".join(images.IMAGE_EXTENSIONS) + ")",
 }
 
 # Table kinds: two files per pair, one side-by-side file, or a sharp image to blur.
@@ -102,7 +100,7 @@ class ImageTable:
 
 
 def _is_image(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return images.is_image_name(name)
 
 
 def _images_under(folder: str) -> list[str]:

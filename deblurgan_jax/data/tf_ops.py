@@ -7,17 +7,43 @@ unlike a NumPy sampler in `tf.numpy_function` (GIL-bound).
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import tensorflow as tf
+
+from deblurgan_jax.utils import images
+
+# First bytes of the formats tf.io.decode_image reads (PNG, JPEG, GIF; BMP is checked on two
+# bytes); any other image file (TIFF, WebP) is decoded with Pillow.
+_TF_DECODABLE_MAGIC = (b"\x89PN", b"\xff\xd8\xff", b"GIF")
 
 
 # --------------------------------------------------------------------------- TF image ops
 
 
 def decode_rgb8(path: tf.Tensor) -> tf.Tensor:
-    """Any PNG/JPEG/BMP/GIF file as uint8 (H, W, 3): gray expanded, alpha dropped, 16 -> 8 bit."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
-                               expand_animations=False)
-    return tf.ensure_shape(image, [None, None, 3])
+    """Any image file (utils/images.IMAGE_EXTENSIONS) as uint8 (H, W, 3): gray expanded, alpha
+    dropped, 16 -> 8 bit."""
+    contents = tf.io.read_file(path)
+    tf_decodable = tf.logical_or(
+        tf.reduce_any(tf.equal(tf.strings.substr(contents, 0, 3), _TF_DECODABLE_MAGIC)),
+        tf.equal(tf.strings.substr(contents, 0, 2), b"BM"))
+
+    def with_tf():
+        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    def with_pillow():
+        image = tf.numpy_function(_pillow_rgb8, [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    return tf.cond(tf_decodable, with_tf, with_pillow)
+
+
+def _pillow_rgb8(path: bytes) -> np.ndarray:
+    """A file TensorFlow cannot decode, as stored (no EXIF turn, like the header scan's size)."""
+    return images.load_rgb8(os.fsdecode(path), upright=False)
 
 
 def reflect_indices(start: tf.Tensor, length: int | tf.Tensor, size: tf.Tensor) -> tf.Tensor:

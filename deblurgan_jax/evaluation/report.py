@@ -32,9 +32,9 @@ from PIL import Image
 
 REPORT_DIR = "report"
 INDEX_NAME = "index.html"
-DEFAULT_METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM (standard)",
-                         "cw_ssim": "CW-SSIM (paper's 'SSIM')", "lpips_alex": "LPIPS (AlexNet)",
-                         "lpips_vgg": "LPIPS (VGG)"}
+METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM (standard)",
+                 "cw_ssim": "CW-SSIM (paper's 'SSIM')", "lpips_alex": "LPIPS (AlexNet)",
+                 "lpips_vgg": "LPIPS (VGG)"}
 # Decimals shown per metric (by name prefix); others get DEFAULT_DECIMALS.
 METRIC_DECIMALS = {"psnr": 2}
 DEFAULT_DECIMALS = 4
@@ -418,7 +418,7 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
                       lower_is_better: Collection[str] = ("lpips_alex", "lpips_vgg")) -> str:
     """The text of index.html (see `write_index_html`). `out_dir` is only read, for the sizes of
     the saved pictures."""
-    titles = dict(DEFAULT_METRIC_TITLES)
+    titles = dict(METRIC_TITLES)
     titles.update(metric_titles or {})
     lower = set(lower_is_better)
     metric_names = list(metric_names)

@@ -21,11 +21,9 @@ import numpy as np
 
 from deblurgan_jax.networks import inference
 from deblurgan_jax.evaluation import metrics
+from deblurgan_jax.evaluation.report import METRIC_TITLES
 
 REPORTED_METRICS = ("psnr", "ssim", "cw_ssim", "lpips_alex", "lpips_vgg")
-METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM (standard)",
-                 "cw_ssim": "CW-SSIM (paper's 'SSIM')", "lpips_alex": "LPIPS (AlexNet)",
-                 "lpips_vgg": "LPIPS (VGG)"}
 
 
 def evaluate_images(infer: Callable[[np.ndarray], np.ndarray], batches: Iterable[dict],
@@ -33,19 +31,22 @@ def evaluate_images(infer: Callable[[np.ndarray], np.ndarray], batches: Iterable
                     on_images: Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
                     | None = None,
                     progress: Callable[[int], None] | None = None,
-                    rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                    rows: list[dict[str, Any]] | None = None,
+                    warm_up: bool = True) -> list[dict[str, Any]]:
     """Per-image rows {'name', '<metric>_blurred', '<metric>', 'seconds'} over eval batches.
 
-    `infer(blurred)` restores a batch; its time is measured after one untimed warm-up call per
-    image size (so compilation is excluded). `on_images(name, blurred8, restored8, sharp8)`
-    receives the uint8 images (e.g. to save them).
+    The one evaluation loop: the evaluate command and the evaluation during training both use
+    it. `infer(blurred)` restores a batch; its time is measured after one untimed warm-up call
+    per image size (so compilation is excluded; `warm_up=False` skips that call when the time is
+    not wanted). `on_images(name, blurred8, restored8, sharp8)` receives the uint8 images (e.g.
+    to save them).
     """
     metrics_fn = metrics.make_metrics_fn(metric_names)
     warmed: set[tuple[int, ...]] = set()
     rows = [] if rows is None else rows  # filled in place: a caller keeps partial results
     for batch in batches:
         blurred = np.asarray(batch["blurred"], np.float32)
-        if blurred.shape not in warmed:
+        if warm_up and blurred.shape not in warmed:
             infer(blurred)
             warmed.add(blurred.shape)
         start = time.perf_counter()

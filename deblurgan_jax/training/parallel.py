@@ -33,7 +33,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "data"  # the data-parallel mesh axis; the step's collectives run over it
-DRIVERS = ("pmap", "sharding")
 
 # `step(state, batch, feature_params, *, axis_name=None, alpha=None) -> (state, metrics)`.
 StepFn = Callable[..., tuple[Any, dict[str, Any]]]
@@ -212,8 +211,6 @@ class DataParallel:
 def create(config: ml_collections.ConfigDict) -> DataParallel:
     """The data-parallel setup of `config` (`num_devices` per process, `parallel` driver)."""
     devices = data_parallel_devices(int(config.num_devices))
-    if config.parallel not in DRIVERS:
-        raise ValueError(f"config.parallel must be one of {DRIVERS}, got {config.parallel!r}")
     if config.batch_size % len(devices):
         raise ValueError(f"config.batch_size {config.batch_size} (the global batch) must be a "
                          f"multiple of the {len(devices)} devices of the run "

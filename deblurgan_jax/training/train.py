@@ -46,6 +46,7 @@ from deblurgan_jax.networks import conv_ops, inference, models
 from deblurgan_jax import losses
 from deblurgan_jax import config as config_lib
 from deblurgan_jax.evaluation import metrics as image_metrics
+from deblurgan_jax.evaluation import scoring
 
 # --------------------------------------------------------------------------------------------
 # State and models.
@@ -94,11 +95,8 @@ class Networks:
 
 
 def compute_dtype(config: ml_collections.ConfigDict) -> Any:
-    names = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-    if config.compute_dtype not in names:
-        raise ValueError(f"config.compute_dtype must be one of {sorted(names)}, "
-                         f"got {config.compute_dtype!r}")
-    return names[config.compute_dtype]
+    """The jax.numpy dtype named by config.compute_dtype (one of config_lib.COMPUTE_DTYPES)."""
+    return getattr(jnp, config.compute_dtype)
 
 
 # XLA:CPU removes the optimization barriers `jax.checkpoint` puts around a recomputation (its
@@ -166,11 +164,8 @@ def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "to
     m = config.model
     conv_impl = conv_ops.resolve_conv_impl(m.get("conv_impl", "auto"), dtype, backend)
     remat = models.check_remat(config.get("remat", "none"))
-    generator = models.ResnetGenerator(ngf=m.ngf, n_blocks=m.n_blocks,
-                                       dropout_rate=m.dropout_rate,
-                                       learn_residual=m.learn_residual,
-                                       zero_init_head=m.get("zero_init_head", False), dtype=dtype,
-                                       conv_impl=conv_impl, remat=remat)
+    generator = models.build_generator(m, conv_impl=conv_impl, dtype=dtype, remat=remat,
+                                       zero_init_head=m.get("zero_init_head", False))
     critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype, conv_impl=conv_impl,
                                 remat=remat)
     features = None
@@ -264,9 +259,6 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     tx = make_optimizer(config)
     k_dropout, k_alpha = step_keys(state, axis_name)
     fresh = config.critic_batches == "fresh"
-    if config.critic_batches not in ("shared", "fresh"):
-        raise ValueError(f"config.critic_batches must be 'shared' or 'fresh', "
-                         f"got {config.critic_batches!r}")
     blurred, sharp = batch["blurred"], batch["sharp"]
     n_critic = int(config.n_critic)
     per_step = blurred.shape[1] if fresh else blurred.shape[0]
@@ -365,32 +357,41 @@ def evaluate_generator(generator: models.ResnetGenerator, g_params: Any, eval_ba
                        max_images: int = 0, num_summaries: int = 0,
                        stop: Callable[[], bool] = lambda: False
                        ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """PSNR/SSIM of the blurred inputs and the restored outputs on full eval images.
+    """PSNR/SSIM of the blurred inputs and the restored outputs on full eval images, by the
+    evaluate command's loop (`scoring.evaluate_images`), and up to `num_summaries`
+    blurred | restored | sharp image grids.
 
-    `stop()` is checked between images; when it turns true the evaluation is abandoned and
+    `stop()` is checked between batches; when it turns true the evaluation is abandoned and
     returns no metrics (a partial mean must not pick the best checkpoint)."""
     restore = inference.make_restore_fn(generator)
-    rows, grids = [], []
-    for batch in eval_batches:
-        if stop():
-            return {}, []
-        blurred = jnp.asarray(batch["blurred"])
-        sharp = image_metrics.to_uint8_range(jnp.asarray(batch["sharp"]))
-        restored = image_metrics.to_uint8_range(restore(g_params, blurred))
-        blurred8 = image_metrics.to_uint8_range(blurred)
-        rows.append(np.stack([np.asarray(image_metrics.psnr(blurred8, sharp)),
-                              np.asarray(image_metrics.psnr(restored, sharp)),
-                              np.asarray(image_metrics.ssim(blurred8, sharp)),
-                              np.asarray(image_metrics.ssim(restored, sharp))], axis=1))
-        for i in range(blurred.shape[0]):
-            if len(grids) < num_summaries:
-                grids.append(np.concatenate([np.asarray(blurred8[i]), np.asarray(restored[i]),
-                                             np.asarray(sharp[i])], axis=1).astype(np.uint8))
-        if max_images and sum(len(r) for r in rows) >= max_images:
-            break
+    grids: list[np.ndarray] = []
+    stopped = False
+
+    def batches():
+        nonlocal stopped
+        seen = 0
+        for batch in eval_batches:
+            if stop():
+                stopped = True
+                return
+            yield batch
+            seen += len(batch["name"])
+            if max_images and seen >= max_images:
+                return
+
+    def keep_grid(name, blurred8, restored8, sharp8):
+        del name
+        if len(grids) < num_summaries:
+            grids.append(np.concatenate([blurred8, restored8, sharp8], axis=1))
+
+    rows = scoring.evaluate_images(lambda b: restore(g_params, jnp.asarray(b)), batches(),
+                                   ("psnr", "ssim"), on_images=keep_grid, warm_up=False)
+    if stopped:
+        return {}, []
     if not rows:
         return {}, grids
-    table = np.concatenate(rows)[:max_images or None]
+    table = np.array([[r["psnr_blurred"], r["psnr"], r["ssim_blurred"], r["ssim"]]
+                      for r in rows[:max_images or None]], np.float32)
     names = ("eval_psnr_blurred", "eval_psnr", "eval_ssim_blurred", "eval_ssim")
     # SSIM is undefined (NaN) on images below its 11x11 window: averaged over the others.
     with warnings.catch_warnings():
@@ -540,7 +541,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = plan.from_single_copy(state)
     writer = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard")) if is_main else None
     if writer is not None and start == 0:
-        writer.hparams(flatten_config(config))
+        writer.hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                        for k, v in config_lib.flatten(config).items()})
 
     # 'fresh' critic batches are n_critic consecutive global batches, stacked on a new leading
     # axis, so each host's slice of each of them is split over its devices (batch axis 1).
@@ -651,12 +653,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         print(f"training data: {stats.summary()}", flush=True)
     return plan.local_copy(state)
 
-
-def flatten_config(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in config.items():
-        if isinstance(v, ml_collections.ConfigDict):
-            out.update(flatten_config(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out

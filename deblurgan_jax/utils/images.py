@@ -22,8 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
-# What folders are searched for; a file named on the command line is tried whatever its name.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# What folders are searched for, by every command and by the training data (a file named on the
+# command line is tried whatever its name). Pillow reads them all; the tf.data pipeline decodes
+# PNG/JPEG/BMP/GIF in TensorFlow and the others with Pillow (data/tf_ops.py).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112
 JPEG_QUALITY = 95
@@ -263,22 +265,25 @@ def _with_iccp(png: bytes, icc_profile: bytes | None) -> bytes:
     return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
 
 
-def load_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
-    """Reads an image file as (H, W, 3) uint8 RGB, whatever its mode (grayscale, RGBA, 16-bit).
-    Anything unreadable is a PictureError naming the file (see `read_picture`)."""
+def load_rgb8(path: str | os.PathLike[str], upright: bool = True) -> np.ndarray:
+    """Reads an image file as (H, W, 3) uint8 RGB, whatever its mode (grayscale, RGBA, 16-bit),
+    turned upright by its EXIF orientation unless `upright=False` (as stored, the way the
+    training data's header scan measures it). Anything unreadable is a PictureError naming the
+    file (see `read_picture`)."""
     try:
-        return _load_rgb8(path)
+        return _load_rgb8(path, upright)
     except MemoryError:
         raise
     except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
         raise _unreadable(path, e) from None
 
 
-def _load_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
+def _load_rgb8(path: str | os.PathLike[str], upright: bool = True) -> np.ndarray:
     from PIL import ImageOps  # pylint: disable=g-import-not-at-top
     with open_image(path) as image:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if upright:
+            image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):
             # 16-bit (and 32-bit integer) grayscale: convert("RGB") would clip, not rescale.
             values = np.asarray(image, dtype=np.float64)
