@@ -50,7 +50,7 @@ def main(argv):
     try:
         config = FLAGS.config  # a config file that failed to load raises on first use
         config.keys()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         first = str(e).strip().splitlines()
         detail = " ".join(line.strip() for line in first[-2:]) if first else type(e).__name__
         print(f"error: --config {FLAGS['config'].config_filename}: {detail}", file=sys.stderr)
@@ -70,8 +70,8 @@ def main(argv):
     except KeyboardInterrupt:
         print("\ninterrupted before training started; nothing to save", file=sys.stderr)
         return cli.EXIT_INTERRUPTED
-    except Exception as e:  # noqa: BLE001  known errors -> one line; others keep their traceback
-        usage, failures = cli._known_errors()  # pylint: disable=protected-access
+    except Exception as e:  # known errors -> one line; others keep their traceback
+        usage, failures = cli._known_errors()
         if isinstance(e, usage + failures + (cli.CommandError,)):
             return cli.report_error(e)
         raise
@@ -83,7 +83,7 @@ def parse_flags(argv):
     missing file) reported as one line and exit 2 instead of chained tracebacks."""
     try:
         return FLAGS(argv)
-    except Exception as e:  # noqa: BLE001  absl and ml_collections raise several types
+    except Exception as e:  # absl and ml_collections raise several types
         message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         if isinstance(e, (AttributeError, KeyError)):
             bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]

@@ -14,7 +14,7 @@ __all__ = ["Deblurrer", "__version__"]
 
 def __getattr__(name: str):
     if name == "Deblurrer":
-        from deblurgan_jax.api import Deblurrer  # pylint: disable=g-import-not-at-top
+        from deblurgan_jax.api import Deblurrer
 
         return Deblurrer
     raise AttributeError(f"module 'deblurgan_jax' has no attribute {name!r}")

@@ -100,7 +100,7 @@ def array_from_picture(picture: images.Picture, like_shape: tuple[int, ...]) -> 
 
 def pil_from_picture(picture: images.Picture, like: Any) -> Any:
     """A PIL image of `picture` in the mode of the PIL image `like` where it can hold it."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
 
     if picture.color.dtype == np.uint16:
         out = Image.fromarray(picture.color)  # I;16 (16-bit images carry no alpha in PIL)
@@ -160,10 +160,10 @@ class Deblurrer:
                  tile: int | None = DEFAULT_TILE, tile_overlap: int | None = None,
                  dropout_seed: int | None = None, conv_impl: str = "auto",
                  provenance: Mapping[str, Any] | None = None):
-        import jax  # pylint: disable=g-import-not-at-top
+        import jax
 
-        from deblurgan_jax.networks import inference, models  # pylint: disable=g-import-not-at-top
-        from deblurgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+        from deblurgan_jax.networks import inference, models
+        from deblurgan_jax.weights import checkpoints
 
         self.model_config = checkpoints.full_generator_config(model_config)
         tile = tile or None
@@ -187,7 +187,7 @@ class Deblurrer:
     def from_params(cls, path: str | os.PathLike[str], **options: Any) -> Deblurrer:
         """From a generator params file (`python -m deblurgan_jax.export`, or converted
         official weights): `path` and the `.json` model config beside it."""
-        from deblurgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+        from deblurgan_jax.weights import checkpoints
         params, model_config = checkpoints.load_generator(os.fspath(path))
         return cls(params, model_config, provenance={"params": os.path.abspath(path)},
                    **options)
@@ -198,7 +198,7 @@ class Deblurrer:
         """From a training run (`train.py --workdir DIR`): its 'best' checkpoint by eval PSNR
         (needs a run with config.eval_every > 0) or its 'latest'; `weights` 'auto' (the EMA of
         the weights when the run keeps one), 'ema' or 'raw'."""
-        from deblurgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+        from deblurgan_jax.weights import checkpoints
         try:
             params, model_config, provenance = checkpoints.load_generator_from_workdir(
                 os.fspath(workdir), which, weights)
@@ -214,7 +214,7 @@ class Deblurrer:
         """From an official DeblurGAN generator checkpoint (2018 code, e.g. latest_net_G.pth),
         converted on the fly. Needs PyTorch to read the file (`pip install torch`, the CPU build
         is enough); `python -m deblurgan_jax.convert generator` converts it once instead."""
-        from deblurgan_jax.weights import torch_weights  # pylint: disable=g-import-not-at-top
+        from deblurgan_jax.weights import torch_weights
         if importlib.util.find_spec("torch") is None:
             raise ImportError("Deblurrer.from_official reads .pth files with PyTorch, which is "
                               "not installed: pip install torch (the CPU build is enough), or "
@@ -362,7 +362,7 @@ class Deblurrer:
 
     def _stream(self, frames, total, name, side_by_side, batch_size, progress
                 ) -> Iterator[np.ndarray]:
-        from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+        from tqdm import tqdm
 
         pairs = self.restore_frames(frames, batch_size)  # checks batch_size now
 
@@ -389,5 +389,6 @@ class Deblurrer:
                           f"written as {even.shape[1]}x{even.shape[0]} (video encoders need an "
                           f"even width and height)", file=sys.stderr)
                 writer.write(even)
+        assert writer.size is not None  # a video with no frame raised in close()
         width, height = writer.size
         return VideoResult(dst, writer.frames_written, writer.fps, width, height, cropped_from)

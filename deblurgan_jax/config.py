@@ -74,7 +74,8 @@ def data_config() -> ml_collections.ConfigDict:
     # j of a bank drawn from this seed, independent of the training seed, so the eval set is fixed.
     config.eval_blur_seed = 0
 
-    # Synthetic blur (deblurgan_jax/blurring/motion_blur.py, Boracchi & Foi trajectories as in DeblurGAN).
+    # Synthetic blur (deblurgan_jax/blurring/motion_blur.py, Boracchi & Foi trajectories as in
+    # DeblurGAN).
     config.blur = ml_collections.ConfigDict()
     config.blur.canvas = 64  # kernel side in pixels (original: 64)
     config.blur.iters = 2000  # samples per trajectory (original: 2000)
@@ -144,8 +145,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.zero_init_head = False
     config.model.ndf = 64
     config.model.n_layers = 3
-    # How convolutions are computed (deblurgan_jax/networks/conv_ops.py): 'auto' = 'cpu_fast' on CPU in
-    # float32 (Winograd / matmul forms, measured faster on XLA:CPU), 'xla' everywhere else.
+    # How convolutions are computed (deblurgan_jax/networks/conv_ops.py): 'auto' = 'cpu_fast' on
+    # CPU in float32 (Winograd / matmul forms, measured faster on XLA:CPU), 'xla' everywhere else.
     config.model.conv_impl = "auto"
 
     config.loss = ml_collections.ConfigDict()
@@ -259,7 +260,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("model.zero_init_head", _one_of((True, False)), "true or false"),
         ("model.ndf", _int(1), "a positive integer"),
         ("model.n_layers", _int(1, 6), "an integer in 1..6"),
-        ("model.conv_impl", _one_of(conv_ops.CONV_IMPL_CHOICES), f"one of {conv_ops.CONV_IMPL_CHOICES}"),
+        ("model.conv_impl", _one_of(conv_ops.CONV_IMPL_CHOICES),
+         f"one of {conv_ops.CONV_IMPL_CHOICES}"),
         ("loss.gan", _one_of(losses.ADVERSARIAL_KINDS), f"one of {losses.ADVERSARIAL_KINDS}"),
         ("loss.gp_weight", _number(0, math.inf), "a non-negative number"),
         ("loss.critic_reduction", _one_of(losses.CRITIC_REDUCTIONS),

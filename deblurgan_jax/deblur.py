@@ -1,5 +1,5 @@
-"""`python -m deblurgan_jax.deblur` and the `deblurgan-deblur` script: the command itself is
-deblurgan_jax/commands/deblur.py (this module only keeps the short, documented entry point)."""
+"""`python -m deblurgan_jax.deblur` and the `deblurgan-deblur` script run
+deblurgan_jax/commands/deblur.py; this module only keeps the short entry point."""
 import sys
 
 from deblurgan_jax.commands.deblur import main

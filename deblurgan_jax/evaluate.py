@@ -1,5 +1,5 @@
-"""`python -m deblurgan_jax.evaluate` and the `deblurgan-evaluate` script: the command itself is
-deblurgan_jax/commands/evaluate.py (this module only keeps the short, documented entry point)."""
+"""`python -m deblurgan_jax.evaluate` and the `deblurgan-evaluate` script run
+deblurgan_jax/commands/evaluate.py; this module only keeps the short entry point."""
 import sys
 
 from deblurgan_jax.commands.evaluate import main

@@ -1,5 +1,5 @@
-"""`python -m deblurgan_jax.export` and the `deblurgan-export` script: the command itself is
-deblurgan_jax/commands/export.py (this module only keeps the short, documented entry point)."""
+"""`python -m deblurgan_jax.export` and the `deblurgan-export` script run
+deblurgan_jax/commands/export.py; this module only keeps the short entry point."""
 import sys
 
 from deblurgan_jax.commands.export import main

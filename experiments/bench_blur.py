@@ -28,7 +28,7 @@ import numpy as np
 import scipy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
-from deblurgan_jax.blurring import motion_blur as blur_lib  # pylint: disable=wrong-import-position
+from deblurgan_jax.blurring import motion_blur as blur_lib
 
 CANVAS, ITERS, MAX_LEN = 64, 2000, 60.0
 
@@ -63,7 +63,9 @@ def original_style_kernel(rng: np.random.Generator, canvas: int = CANVAS, iters:
     # canvas - 2, where the original's canvas - 1 can index past the canvas), then the sum-1
     # normalisation this project adds.
     psf = np.zeros((canvas, canvas))
-    triangle = lambda d: np.maximum(0, (1 - np.abs(d)))
+    def triangle(d):
+        return np.maximum(0, (1 - np.abs(d)))
+
     end = fraction * iters
     for t in range(len(x)):
         if end >= t and 0 < t - 1:

@@ -30,6 +30,7 @@ def measure(config_name: str, num_devices: int, batch_size: int, steps: int) -> 
     import jax
     import numpy as np
 
+    from deblurgan_jax import config as config_lib
     from deblurgan_jax.training import parallel, train
 
     info = {"backend": jax.default_backend(), "local_devices": jax.local_device_count()}

@@ -25,12 +25,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # pylint: disable=wrong-import-position
-from PIL import Image  # pylint: disable=wrong-import-position
+import numpy as np
+from PIL import Image
 
-from configs import data as data_configs  # pylint: disable=wrong-import-position
-from deblurgan_jax.data import pipeline  # pylint: disable=wrong-import-position
-from deblurgan_jax.data import demo_data  # pylint: disable=wrong-import-position
+from configs import data as data_configs
+from deblurgan_jax.data import pipeline
+from deblurgan_jax.data import demo_data
 
 FRAME_SIZE = (1280, 720)  # GoPro_Large frames (width, height)
 CROP = 256
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--bank", type=int, default=2048, help="synthetic kernel bank size")
     args = parser.parse_args()
 
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "GoPro_Large")
         n_pairs = write_gopro_folder(root, args.sequences, args.frames)

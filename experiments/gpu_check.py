@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 from deblurgan_jax import config as config_lib  # noqa: E402
 from deblurgan_jax.networks import models  # noqa: E402
-from deblurgan_jax.training import train
+from deblurgan_jax.training import train  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
 # Training settings (batch, dtype, conv_impl, remat), most informative first: a budget cut
@@ -163,8 +163,8 @@ def measure_generator(generator, params, batch: int, height: int, width: int, re
         return dict(row, fits=False, reason="compiled memory exceeds free memory")
     images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, x.shape), jnp.float32)
     try:
-        first, median = time_calls(lambda: compiled(params, images), repeats)
-    except Exception as e:  # noqa: BLE001 -- only out-of-memory is expected; others re-raised
+        first, median = time_calls(lambda x=images: compiled(params, x), repeats)
+    except Exception as e:  # only out-of-memory is expected; others re-raised
         if not _is_out_of_memory(e):
             raise
         return dict(row, fits=False, reason=str(e).splitlines()[0][:200])
@@ -254,7 +254,7 @@ def measure_train(sizes: dict, batch: int, dtype: str, conv_impl: str, remat: st
 
     try:
         first, median = time_calls(one_step, repeats)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if not _is_out_of_memory(e):
             raise
         return dict(row, fits=False, reason=str(e).splitlines()[0][:200])

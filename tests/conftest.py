@@ -10,6 +10,8 @@ import os
 import sys
 import tempfile
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -38,3 +40,37 @@ def pytest_collection_modifyitems(session, config, items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file is kept
+
+
+# --------------------------------------------------------------------------------------------
+# Shared fixtures.
+
+TINY_GENERATOR = {"ngf": 8, "n_blocks": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_file(tmp_path_factory):
+    """make(seed=0, zero_init_head=False) -> the path of a params file (plus its .json model
+    config) of a tiny random generator (ngf 8, 2 blocks): quick to compile, enough to test
+    every command on. With zero_init_head the generator starts at the identity."""
+    def make(seed: int = 0, zero_init_head: bool = False) -> str:
+        import jax  # after the environment above is set
+        import jax.numpy as jnp
+
+        from deblurgan_jax.networks import models
+        from deblurgan_jax.weights import checkpoints
+
+        g = models.ResnetGenerator(**TINY_GENERATOR, zero_init_head=zero_init_head)
+        params = g.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))["params"]
+        path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
+        checkpoints.save_generator(params, TINY_GENERATOR, path)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def params_file(tiny_generator_file):
+    """A tiny random generator (seed 0) as a params file; a test file that needs another one
+    overrides this fixture with tiny_generator_file(...)."""
+    return tiny_generator_file()

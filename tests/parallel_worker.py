@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 
 from configs import tiny  # noqa: E402
 from deblurgan_jax.weights import checkpoints  # noqa: E402
-from deblurgan_jax.data import pipeline
-from deblurgan_jax.training import parallel, train
+from deblurgan_jax.data import pipeline  # noqa: E402
+from deblurgan_jax.training import parallel, train  # noqa: E402
 
 DRIVERS = ("pmap", "sharding")
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,12 +28,8 @@ H, W = 47, 61  # not multiples of 4
 
 
 @pytest.fixture(scope="module")
-def params_file(tmp_path_factory):
-    g = models.ResnetGenerator(ngf=8, n_blocks=2)
-    params = g.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)))["params"]
-    path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
-    return path
+def params_file(tiny_generator_file):
+    return tiny_generator_file(seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +256,7 @@ def test_readme_example_runs(params_file, tmp_path, monkeypatch):
         for frame in _frames(4):
             writer.write(frame)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README example", "exec"), {})  # pylint: disable=exec-used
+    exec(compile(code, "README example", "exec"), {})
     assert Image.open(tmp_path / "sharp.jpg").size == (W, H)
     info = video.probe(str(tmp_path / "sharp.mp4"))
     assert (info.frame_count, info.width, info.height, info.fps) == (4, 64, 48, 30)

@@ -13,7 +13,6 @@ from scipy import ndimage, signal
 
 from command_runner import run_main
 from deblurgan_jax.commands import blur as blur_lib
-from deblurgan_jax.utils import images
 from deblurgan_jax.blurring import motion_blur
 
 ROOT = Path(__file__).resolve().parents[1]

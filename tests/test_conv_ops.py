@@ -126,7 +126,7 @@ def test_unsupported_conv_arguments_are_refused():
 # The two implementations of the networks: conv_impl='xla' and 'cpu_fast' compute the same.
 
 from deblurgan_jax import losses  # noqa: E402
-from deblurgan_jax.networks import models
+from deblurgan_jax.networks import models  # noqa: E402
 
 
 def _rel_close(a, b, tol=1e-4):

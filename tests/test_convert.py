@@ -12,7 +12,7 @@ import torch
 
 from command_runner import run_main
 from deblurgan_jax.weights import checkpoints, torch_weights
-from deblurgan_jax.commands import convert, export
+from deblurgan_jax.commands import convert
 from deblurgan_jax.networks import models
 import torch_reference as ref
 
@@ -45,7 +45,8 @@ def test_generator_pth_round_trip_via_cli(tmp_path, small_generator):
     params, cfg = checkpoints.load_generator(str(out))
     assert cfg["ngf"] == 8 and cfg["n_blocks"] == 3 and cfg["learn_residual"] is True
     # The Python API gives the same params.
-    direct = torch_weights.load_deblurgan_generator(str(pth))
+    direct, _ = torch_weights.generator_params_from_state_dict(
+        torch_weights.load_torch_state_dict(str(pth)))
     for a, b in zip(jax_leaves(direct), jax_leaves(params)):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 48, 64, 3)).astype(np.float32)
@@ -73,7 +74,8 @@ def test_one_conv_2019_checkpoint_is_refused(tmp_path):
     pth = tmp_path / "g2019.pth"
     torch.save(net.state_dict(), pth)
     with pytest.raises(torch_weights.CheckpointError, match="2019") as e:
-        torch_weights.load_deblurgan_generator(str(pth))
+        torch_weights.generator_params_from_state_dict(
+            torch_weights.load_torch_state_dict(str(pth)))
     assert "one convolution" in str(e.value).lower()
     r = _cli("generator", "--pth", str(pth), "--out", str(tmp_path / "x.msgpack"))
     assert r.returncode == 1 and "2019" in r.stderr and "Traceback" not in r.stderr
@@ -96,7 +98,8 @@ def test_critic_pth_round_trip(tmp_path):
     net = ref.randomize_biases(ref.NLayerDiscriminator(ndf=8), scale=1.0).eval()
     pth = tmp_path / "latest_net_D.pth"
     torch.save(net.state_dict(), pth)
-    params = torch_weights.load_deblurgan_critic(str(pth))
+    params, _ = torch_weights.critic_params_from_state_dict(
+        torch_weights.load_torch_state_dict(str(pth)))
     x = np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
     want = ref.nhwc(net(ref.nchw(x)))
     got = np.asarray(models.PatchCritic(ndf=8).apply({"params": params}, jnp.asarray(x)))

@@ -405,7 +405,7 @@ def test_synthetic_eval_is_blurred_deterministically(folders):
 
 
 def test_demo_split_is_fixed_disjoint_and_loads_without_download():
-    import skimage.data  # pylint: disable=g-import-not-at-top
+    import skimage.data
     train, held_out = demo_data.demo_images("train"), demo_data.demo_images("test")
     assert [n for n, _ in train] == ["astronaut", "hubble_deep_field", "immunohistochemistry",
                                      "retina", "colorwheel", "motorcycle_left"]
@@ -427,8 +427,8 @@ def test_demo_eval_pairs_are_the_held_out_images(folders):
 
 
 def test_tfds_gopro_builder_builds_from_a_manual_folder(folders, tmp_path):
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    from deblurgan_jax.data import tfds_gopro  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds
+    from deblurgan_jax.data import tfds_gopro
     manual = tmp_path / "manual"
     _make_gopro(manual / "GoPro_Large", np.random.default_rng(9), sequences=2, frames=2)
     builder = tfds_gopro.Gopro(data_dir=str(tmp_path / "tfds"))
@@ -459,5 +459,5 @@ def test_config_has_every_field_and_tf_sees_no_gpu():
             assert part in node, field
             node = node[part]
     pipeline.hide_gpus_from_tf()
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     assert not tf.config.get_visible_devices("GPU")

@@ -6,8 +6,6 @@ import subprocess
 import sys
 
 import cv2
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import skimage.data
@@ -22,15 +20,6 @@ from deblurgan_jax.networks import inference, models
 from deblurgan_jax.blurring import video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def params_file(tmp_path_factory):
-    g = models.ResnetGenerator(ngf=8, n_blocks=2)
-    params = g.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
-    path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
-    return path
 
 
 def _photo(h, w, top=0):
@@ -195,8 +184,11 @@ def test_deblur_and_its_help_start_without_tensorflow(params_file, tmp_path):
             "except SystemExit as e:\n"
             "    code = e.code\n"
             "print('exit', code, sorted({'tensorflow', 'jax'} & set(sys.modules)))\n")
-    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
-                                       capture_output=True, text=True, timeout=300)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+
     r = run("--help")
     assert r.stdout.strip().endswith("exit 0 []"), r.stderr
     r = run("--params", params_file, str(photo), "--out", str(tmp_path / "out"))

@@ -6,19 +6,13 @@ import os
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
 
-from deblurgan_jax.commands import blur, detection_benchmark, export
-from deblurgan_jax.weights import checkpoints
-from deblurgan_jax.evaluation import detection, metrics
-from deblurgan_jax.utils import images
-from deblurgan_jax.networks import models
-from deblurgan_jax.blurring import motion_blur
+from deblurgan_jax.commands import blur, detection_benchmark
+from deblurgan_jax.evaluation import detection
 from deblurgan_jax.evaluation.detection import Counts, Detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,13 +174,9 @@ def test_plugin_detectors(plugin_module):
 
 
 @pytest.fixture(scope="module")
-def params_file(tmp_path_factory):
+def params_file(tiny_generator_file):
     # Starts at the identity (zero head): restored == blurred, so their scores must agree.
-    g = models.ResnetGenerator(ngf=8, n_blocks=2, zero_init_head=True)
-    params = g.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
-    path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
-    return path
+    return tiny_generator_file(zero_init_head=True)
 
 
 @pytest.fixture(scope="module")

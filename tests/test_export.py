@@ -16,7 +16,7 @@ import torch
 from configs import tiny
 from command_runner import run_main
 from deblurgan_jax.weights import checkpoints, serving, torch_weights
-from deblurgan_jax.commands import convert, evaluate, export
+from deblurgan_jax.commands import export
 from deblurgan_jax.networks import inference, models
 from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.training import train

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from deblurgan_jax.commands import convert
 from deblurgan_jax import losses
 from deblurgan_jax.networks import models
 from deblurgan_jax.weights import torch_weights

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from deblurgan_jax.commands import convert
 from deblurgan_jax.networks import models
 from deblurgan_jax.weights import torch_weights
 import torch_reference as ref

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,7 +40,7 @@ from command_runner import run_main
 from deblurgan_jax.commands import blur, convert, deblur, detection_benchmark, evaluate, export
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.utils import images
-from deblurgan_jax.networks import inference, models
+from deblurgan_jax.networks import inference
 from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.training import train
 from deblurgan_jax.blurring import video
@@ -149,16 +148,6 @@ def _files_under(folder: Path) -> list[str]:
 
 # The persistent XLA compilation cache that these runs share (in-process and `python train.py`)
 # is the session-wide one of conftest.py.
-
-
-@pytest.fixture(scope="module")
-def params_file(tmp_path_factory) -> str:
-    """A tiny random generator (ngf 8, 2 blocks) as a params file."""
-    g = models.ResnetGenerator(ngf=8, n_blocks=2)
-    params = g.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
-    path = str(tmp_path_factory.mktemp("params") / "g.msgpack")
-    checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, path)
-    return path
 
 
 INTERRUPT_STEPS = 4

@@ -15,7 +15,6 @@ import pytest
 from configs import tiny
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.data import pipeline
-from deblurgan_jax.commands import evaluate
 from deblurgan_jax.networks import inference
 from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.training import train

@@ -255,11 +255,11 @@ def _check_trajectories(traj: np.ndarray) -> np.ndarray:
 
 
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
-    fractions = np.asarray(fractions, dtype=np.float64)
-    if fractions.ndim != 1 or fractions.size == 0 or np.any(fractions <= 0) or np.any(
-        fractions > 1):
-        raise ValueError(f"fractions must be a non-empty sequence in (0, 1], got {fractions}")
-    return fractions
+    values = np.asarray(fractions, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or np.any(values <= 0) or np.any(
+        values > 1):
+        raise ValueError(f"fractions must be a non-empty sequence in (0, 1], got {values}")
+    return values
 
 
 def trajectories_to_kernels(traj: np.ndarray,
@@ -281,10 +281,10 @@ def trajectories_to_kernels(traj: np.ndarray,
       float32 (n, len(fractions), canvas, canvas), non-negative, each kernel summing to 1.
     """
     traj = _check_trajectories(traj)
-    fractions = _check_fractions(fractions)
+    checked = _check_fractions(fractions)
     n, iters = traj.shape
     kernels = [
-        _prefix_kernels(traj, np.full(n, fraction * iters), canvas) for fraction in fractions
+        _prefix_kernels(traj, np.full(n, fraction * iters), canvas) for fraction in checked
     ]
     return np.stack(kernels, axis=1)
 
@@ -302,9 +302,9 @@ def sample_kernels(rng: np.random.Generator,
     Returns:
       float32 (n, canvas, canvas), non-negative, each summing to 1.
     """
-    fractions = _check_fractions(fractions)
+    checked = _check_fractions(fractions)
     traj = sample_trajectories(rng, n, canvas=canvas, iters=iters, max_len=max_len, expl=expl)
-    exposure = fractions[rng.integers(len(fractions), size=n)] * iters
+    exposure = checked[rng.integers(len(checked), size=n)] * iters
     return _prefix_kernels(traj, exposure, canvas)
 
 

@@ -46,6 +46,7 @@ import re
 import secrets
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def _cv2():
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
-        import cv2  # pylint: disable=g-import-not-at-top
+        import cv2
     except ImportError as e:  # pragma: no cover - it is a runtime dependency
         raise VideoError("reading and writing videos needs OpenCV: "
                          "pip install opencv-python-headless") from e
@@ -197,7 +198,7 @@ def read_frames(path: str) -> Iterator[np.ndarray]:
 
     def frames() -> Iterator[np.ndarray]:
         try:
-            frame = first
+            frame: np.ndarray | None = first
             while frame is not None:
                 yield frame
                 frame = _read(capture, path)
@@ -253,7 +254,7 @@ class VideoWriter:
         self.frames_written = 0
         stem = os.path.splitext(os.path.basename(self.path))[0]
         self._tmp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.partial{ext}")
-        self._writer = None
+        self._writer: Any = None  # a cv2.VideoWriter once the first frame sets the size
         self._closed = False
         self.size: tuple[int, int] | None = None
         if size is not None:
@@ -309,6 +310,7 @@ class VideoWriter:
         if self._writer is None:
             self.size = self._check_size((frame.shape[1], frame.shape[0]))
             self._open()
+        assert self.size is not None  # set just above or by the constructor
         if (frame.shape[1], frame.shape[0]) != self.size:
             raise VideoError(f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} pixels "
                              f"does not match the video size {self.size[0]}x{self.size[1]}")
@@ -331,6 +333,7 @@ class VideoWriter:
             except VideoError as e:
                 raise VideoError(f"{self.path}: cannot write the video: the written file does "
                                  f"not read back ({e})") from e
+            assert self.size is not None  # set by the first frame written
             if (info.width, info.height) != self.size:
                 raise VideoError(f"{self.path}: cannot write the video: it reads back as "
                                  f"{info.width}x{info.height}, not {self.size[0]}x{self.size[1]}")
@@ -359,7 +362,7 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is None:
             self.close()
         else:
@@ -502,7 +505,7 @@ def _write_atomically(path: str, write) -> None:
 
 
 def _write_png(path: str, image: np.ndarray) -> None:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
 
     _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
@@ -589,7 +592,7 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
                                  "choose another output folder")
         infos[stem] = info
 
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    from tqdm import tqdm
 
     summary: dict[str, dict] = {}
     total = sum(info.frame_count for info in infos.values())

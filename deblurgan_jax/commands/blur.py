@@ -25,13 +25,13 @@ from deblurgan_jax.blurring import motion_blur, video
 
 
 def _image_extensions() -> frozenset[str]:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
     return frozenset(ext for ext, fmt in Image.registered_extensions().items()
                      if fmt in Image.OPEN)
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
     Image.fromarray(array).save(path, format="PNG")
 
 
@@ -92,7 +92,7 @@ def _image_rng(seed: int, name: str) -> np.random.Generator:
 
 def make_dataset(args: argparse.Namespace) -> int:
     """The `make-dataset` command; returns the exit status."""
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    from tqdm import tqdm
     sharp_dir, out_dir = Path(args.sharp), Path(args.out)
     _check_dataset_folders(sharp_dir, out_dir, args.overwrite)
     _check_geometry(args)
@@ -109,7 +109,7 @@ def make_dataset(args: argparse.Namespace) -> int:
                            names):
         try:
             sharp = images.load_rgb8(path)
-        except Exception as error:  # pylint: disable=broad-except
+        except Exception as error:
             # Pillow raises many exception types for broken or unsupported files.
             skipped.append(path.name)
             tqdm.write(f"skipped {path.name}: cannot read it as an image ({error})",

@@ -94,7 +94,7 @@ class Photo:
 
     def load(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB; raises on anything unreadable."""
-        from PIL import Image  # pylint: disable=g-import-not-at-top
+        from PIL import Image
 
         pixels = images.load_rgb8(self.path)
         if self.scale != 1.0:
@@ -119,7 +119,8 @@ def bundled_photos() -> list[Photo]:
 def folder_photos(folder: str) -> list[Photo]:
     """Every image file under `folder` (recursively), named by its path inside it."""
     jobs, _ = images.plan_jobs([folder], "")  # a job's target is then its path inside `folder`
-    photos, seen = [], {}
+    photos: list[Photo] = []
+    seen: dict[str, str] = {}
     for job in jobs:
         name = os.path.splitext(job.target)[0].replace(os.sep, "__") + ".png"
         if name in seen:
@@ -150,7 +151,7 @@ def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float 
     for photo in photos:
         try:
             sharp = photo.load()
-        except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+        except Exception as e:  # Pillow raises many types
             unreadable.append(f"{photo.path}: not a readable image ({type(e).__name__}: {e})")
             continue
         rng = np.random.default_rng([seed, zlib.crc32(photo.name.encode("utf-8"))])
@@ -176,7 +177,7 @@ def _to_uint8(unit: np.ndarray) -> np.ndarray:
 
 
 def _save_png(pixels: np.ndarray, path: str) -> None:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
 
     Image.fromarray(pixels).save(path, format="PNG")
 
@@ -263,7 +264,7 @@ def format_table(results: Sequence[ImageResult], detector_name: str,
 def comparison_picture(result: ImageResult, blurred: np.ndarray, restored: np.ndarray,
                        sharp: np.ndarray) -> np.ndarray:
     """blurred | restored | sharp with boxes: reference green, matched blue, unmatched red."""
-    from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+    from PIL import Image, ImageDraw
 
     panels = []
     for condition, pixels in zip(CONDITIONS, (blurred, restored, sharp)):
@@ -325,7 +326,7 @@ def read_pair(record: Any, layout: str) -> tuple[np.ndarray, np.ndarray]:
             return both[:, :record.width], both[:, record.width:2 * record.width]
         blurred = images.load_rgb8(record.blurred_path)
         sharp = images.load_rgb8(record.sharp_path)
-    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+    except Exception as e:  # Pillow raises many types
         raise ValueError(f"{record.name}: not readable ({type(e).__name__}: {e})") from None
     if blurred.shape != sharp.shape:
         raise ValueError(f"{record.name}: blurred {blurred.shape[1]}x{blurred.shape[0]} and "
@@ -424,9 +425,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    from tqdm import tqdm
 
-    from deblurgan_jax.data import sources  # pylint: disable=g-import-not-at-top
+    from deblurgan_jax.data import sources
 
     if not 0.0 < args.iou <= 1.0:
         raise CommandError(f"--iou must be in (0, 1], got {args.iou}")

@@ -40,7 +40,7 @@ DEMO_HELD_OUT: tuple[str, ...] = ("chelsea", "coffee", "rocket")
 
 def skimage_data_dir() -> str:
         """The folder of the installed scikit-image package's bundled sample images."""
-        import skimage.data  # pylint: disable=g-import-not-at-top
+        import skimage.data
         return os.path.dirname(os.path.abspath(skimage.data.__file__))
 
 

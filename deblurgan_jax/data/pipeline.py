@@ -93,8 +93,9 @@ class _TableTensors:
         slot = (position % self.size + tf.cast(attempt, tf.int64)) % self.size
         if not shuffle:
             return slot
-        return tf.random.experimental.index_shuffle(slot, tf_ops.fold_seed(self.permutation_seed, epoch),
-                                                    tf.constant(self.size - 1, tf.int64))
+        return tf.random.experimental.index_shuffle(
+            slot, tf_ops.fold_seed(self.permutation_seed, epoch),
+            tf.constant(self.size - 1, tf.int64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +166,9 @@ def _synthetic_position(index: tf.Tensor, ratio: float) -> tuple[tf.Tensor, tf.T
         return tf.constant(False), index
     if ratio >= 1:
         return tf.constant(True), index
-    before = lambda n: tf.cast(tf.floor(tf.cast(n, tf.float64) * ratio), tf.int64)
+    def before(n):
+        return tf.cast(tf.floor(tf.cast(n, tf.float64) * ratio), tf.int64)
+
     synthetic_before = before(index)
     is_synthetic = before(index + 1) > synthetic_before
     return is_synthetic, tf.where(is_synthetic, synthetic_before, index - synthetic_before)
@@ -208,6 +211,7 @@ class Batches:
 
     def _note_drops(self, index: np.ndarray, seen: int) -> None:
         # Without drops, the last example of the n-th batch sits at position seen - 1 of the stream.
+        assert self._host_position is not None  # training batches only
         dropped = self._host_position(int(index[-1])) - (seen - 1)
         if dropped > self.stats.dropped:
             logging.error("%d example(s) failed every decode attempt and were dropped; later "
@@ -274,7 +278,7 @@ def _train_tables(data_config: ml_collections.ConfigDict, stats: DataStats
 
 def _resolve_hosts(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     if process_index is None or process_count is None:
-        import jax  # pylint: disable=g-import-not-at-top
+        import jax
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -353,7 +357,8 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
     blur_config = data_config.blur
     synthetic = sharp is not None
     spec = _CropSpec(crop_size, downscale,
-                     tf_ops.blur_margins(blur_config.canvas) if synthetic else (0, 0), data_config.flip)
+                     tf_ops.blur_margins(blur_config.canvas) if synthetic else (0, 0),
+                     data_config.flip)
     root = tf_ops.root_seed(seed)
     permutation = tf_ops.fold_seed(root, _TAG_PERMUTATION)
     real_t = _TableTensors.build(real, tf_ops.fold_seed(permutation, 0)) if real else None
@@ -424,8 +429,9 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
             else:
                 real_crop = blurred_crop
                 blurred_crop = tf.cond(example["synthetic"], synthesise, lambda: real_crop)
-        return {"blurred": tf.ensure_shape(tf_ops.to_unit_range(blurred_crop), [crop_size, crop_size, 3]),
-                "sharp": tf.ensure_shape(tf_ops.to_unit_range(sharp_crop), [crop_size, crop_size, 3]),
+        crop_shape = [crop_size, crop_size, 3]
+        return {"blurred": tf.ensure_shape(tf_ops.to_unit_range(blurred_crop), crop_shape),
+                "sharp": tf.ensure_shape(tf_ops.to_unit_range(sharp_crop), crop_shape),
                 "index": example["index"], "attempt": example["attempt"],
                 "first_files": example["first_files"]}
 
@@ -522,8 +528,9 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: i
         else:
             position = positions[j]
             blurred = tf_ops.blur_tf(sharp, tf.gather(bank, position), noise_std,
-                              seed=tf_ops.fold_seed(eval_root, position))
-        return {"blurred": tf_ops.to_unit_range(blurred), "sharp": tf_ops.to_unit_range(sharp), "name": names[j]}
+                                     seed=tf_ops.fold_seed(eval_root, position))
+        return {"blurred": tf_ops.to_unit_range(blurred), "sharp": tf_ops.to_unit_range(sharp),
+                "name": names[j]}
 
     dataset = tf.data.Dataset.range(len(records)).map(load, num_parallel_calls=tf.data.AUTOTUNE,
                                                       deterministic=True)

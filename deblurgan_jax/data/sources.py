@@ -40,7 +40,8 @@ LAYOUTS = {
              "and sharp/ (GoPro_Large)",
     "paired": "ROOT[/<split>]/A/<name> (blurred) and ROOT[/<split>]/B/<name> (sharp)",
     "ab": "ROOT[/<split>]/<name>.png, blurred left half and sharp right half side by side",
-    "synthetic": "SHARP_ROOT[/<split>]/**/<name> (sharp photos, any of " + " ".join(images.IMAGE_EXTENSIONS) + ")",
+    "synthetic": ("SHARP_ROOT[/<split>]/**/<name> (sharp photos, any of "
+                  + " ".join(images.IMAGE_EXTENSIONS) + ")"),
 }
 
 # Table kinds: two files per pair, one side-by-side file, or a sharp image to blur.
@@ -105,7 +106,7 @@ def _is_image(name: str) -> bool:
 
 def _images_under(folder: str) -> list[str]:
     """Image files under `folder` (recursively), as sorted paths relative to it."""
-    found = []
+    found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = os.path.relpath(dirpath, folder)
@@ -199,7 +200,7 @@ def _scan_one(kind: str, triple: tuple[str, str, str]) -> ImageRecord | str:
     for path in dict.fromkeys(p for p in (blurred, sharp) if p):
         try:
             sizes[path] = _header_size(path)
-        except Exception:  # Pillow raises many types for broken files. pylint: disable=broad-except
+        except Exception:  # Pillow raises many types for broken files
             return path
     height, width = sizes[sharp]
     if kind == KIND_PAIR and sizes[blurred] != sizes[sharp]:

@@ -49,8 +49,8 @@ def _pillow_rgb8(path: bytes) -> np.ndarray:
 def reflect_indices(start: tf.Tensor, length: int | tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """Indices start, ..., start + length - 1 mirrored into [0, size) about the edge pixels.
 
-    The same as np.pad(mode='reflect') (what motion_blur.blur uses), repeated as often as needed, so it
-    also pads an image smaller than the margin or the crop.
+    The same as np.pad(mode='reflect') (what motion_blur.blur uses), repeated as often as
+    needed, so it also pads an image smaller than the margin or the crop.
     """
     size = tf.cast(size, tf.int32)
     index = tf.cast(start, tf.int32) + tf.range(length, dtype=tf.int32)

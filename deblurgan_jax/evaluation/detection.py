@@ -210,7 +210,7 @@ class HogPeopleDetector:
     label: str = "person"
 
     def __call__(self, image: np.ndarray) -> Detections:
-        import cv2  # pylint: disable=g-import-not-at-top
+        import cv2
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -244,7 +244,7 @@ _HOG_CACHE: list[Any] = []
 
 def _hog():
     """The people HOGDescriptor, made once (setting its SVM copies ~4k coefficients)."""
-    import cv2  # pylint: disable=g-import-not-at-top
+    import cv2
 
     if not _HOG_CACHE:
         hog = cv2.HOGDescriptor()
@@ -268,7 +268,7 @@ def make_detector(spec: str) -> Detector:
     module_name, factory_name = spec.split(":", 1)
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as e:  # pylint: disable=broad-except  (ImportError, or the module's own)
+    except Exception as e:  # ImportError, or the module's own
         raise DetectorError(f"cannot import {module_name!r} for detector {spec!r}: {e}") from None
     for part in factory_name.split("."):
         if not hasattr(target, part):
@@ -278,7 +278,7 @@ def make_detector(spec: str) -> Detector:
         raise DetectorError(f"{spec} is a {type(target).__name__}, not a factory")
     try:
         detector = target()
-    except Exception as e:  # pylint: disable=broad-except  (a plug-in can fail in any way)
+    except Exception as e:  # a plug-in can fail in any way
         raise DetectorError(f"detector factory {spec} failed: {type(e).__name__}: {e}") from None
     if not callable(detector):
         raise DetectorError(f"{spec} returned {type(detector).__name__}, not a callable "
@@ -293,7 +293,7 @@ def detect(detector: Detector, image: np.ndarray) -> Detections:
         output = detector(np.ascontiguousarray(image, np.uint8))
     except (DetectorError, MemoryError):
         raise
-    except Exception as e:  # pylint: disable=broad-except  (a plug-in can fail in any way)
+    except Exception as e:  # a plug-in can fail in any way
         raise DetectorError(f"raised {type(e).__name__}: {e}") from None
     return Detections.from_output(output)
 

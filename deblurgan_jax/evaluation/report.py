@@ -518,8 +518,10 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         if row is None:
             out.append('<p class="muted">no metrics for this image</p>')
         else:
-            out += _metric_table(metric_names, titles, lower,
-                                 lambda k, row=row: row.get(k, math.nan), "image-metrics")
+            def value(key: str, row: Mapping[str, Any] = row) -> Any:
+                return row.get(key, math.nan)
+
+            out += _metric_table(metric_names, titles, lower, value, "image-metrics")
             if "seconds" in row:
                 out.append(f'<p class="muted">{_esc(format_number(row["seconds"], 3))} s</p>')
         out.append("</div></div>")

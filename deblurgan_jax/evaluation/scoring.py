@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
-import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deblurgan_jax.networks import inference
 from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.evaluation.report import METRIC_TITLES
 

@@ -202,11 +202,6 @@ def restore_tiled(generator: models.ResnetGenerator, params: Any, blurred: np.nd
     return out[:, :h, :w]
 
 
-def tiled_passes(n_blocks: int) -> int:
-    """Passes over the tiles that norm='global' makes: encoder 3 + 1, blocks 3 each, decoder 3."""
-    return 4 + 3 * n_blocks + 3
-
-
 def _restore_local(generator, params, x, tiles, size, overlap, rng, crop, progress):
     restore_fn = jax.jit(lambda p, t, key: restore(generator, p, t, rng=key))
     out = np.zeros(x.shape, np.float32)

@@ -92,8 +92,8 @@ class InstanceNorm(nn.Module):
         self.sow("norm_inputs", "input", x)
         if not self.has_variable("norm_stats", "mean"):
             return instance_norm(x, self.epsilon)
-        mean = self.get_variable("norm_stats", "mean")
-        var = self.get_variable("norm_stats", "var")
+        mean: jnp.ndarray = self.get_variable("norm_stats", "mean")
+        var: jnp.ndarray = self.get_variable("norm_stats", "var")
         return ((x.astype(jnp.float32) - mean) * (1.0 / jnp.sqrt(var + self.epsilon))
                 ).astype(x.dtype)
 

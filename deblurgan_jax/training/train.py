@@ -334,8 +334,9 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     metrics = {**d_metrics, **g_metrics, "lr": lr, "train_psnr": jnp.mean(restored_psnr),
                "g_grad_norm": optax.tree.norm(g_grads)}
     metrics = pmean(metrics)
-    new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
-                              g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+    new_state = state.replace(  # type: ignore[attr-defined]  # flax.struct adds replace
+        step=state.step + 1, g_params=g_params, d_params=d_params, g_opt_state=g_opt_state,
+        d_opt_state=d_opt_state)
     if isinstance(state, EMATrainState):
         new_state = new_state.replace(
             ema_params=update_ema(state.ema_params, g_params, config.ema_decay))

@@ -81,11 +81,11 @@ def _png_bit_depth(path: str) -> int | None:
 
 
 def _read_png16(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
 
     try:
         pixels = tf.io.decode_png(tf.io.read_file(path), channels=0, dtype=tf.uint16).numpy()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # TensorFlow raises its own error types
         raise PictureError(f"{path}: cannot decode 16-bit PNG: {e}") from None
     channels = pixels.shape[-1]
     color = pixels[..., 0] if channels in (1, 2) else pixels[..., :3]
@@ -133,7 +133,7 @@ def _claimed_size(path: str, error: Exception) -> str:
             return f"{width}x{height} pixels"
     except OSError:
         pass
-    import re  # pylint: disable=g-import-not-at-top
+    import re
 
     found = re.search(r"\((\d+) pixels\)", str(error))
     return f"{int(found.group(1))} pixels" if found else "more pixels than that"
@@ -147,9 +147,9 @@ def open_image(path: str | os.PathLike[str]):
     it would take gigabytes, so it is refused before any pixel is read. Headers between once and
     twice the limit (e.g. a 100 MP photo) are read without Pillow's warning: the commands tile
     large images, and such a file is as likely a real photo as a bomb."""
-    import warnings  # pylint: disable=g-import-not-at-top
+    import warnings
 
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
 
     # Moved to the front of the (process-wide) filters on every call: a `catch_warnings` block
     # of a caller may have dropped or shadowed it since. Not a `catch_warnings` here: that is
@@ -160,7 +160,8 @@ def open_image(path: str | os.PathLike[str]):
     except Image.DecompressionBombError as e:
         raise PictureError(
             f"{path}: the header claims {_claimed_size(str(path), e)}, more than the "
-            f"{2 * Image.MAX_IMAGE_PIXELS} that Pillow decodes (its decompression-bomb limit); "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0)} that Pillow decodes (its decompression-bomb "
+            f"limit); "
             f"not read. A damaged or malicious file? Split a real image this large into "
             f"parts.") from None
 
@@ -194,7 +195,7 @@ def read_picture(path: str) -> Picture:
                 color, alpha = _from_pil(image)
     except MemoryError:
         raise
-    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+    except Exception as e:  # Pillow raises many types
         raise _unreadable(path, e) from None
     if min(color.shape[:2]) < 8:
         raise PictureError(f"{path}: {color.shape[1]}x{color.shape[0]} is too small "
@@ -221,7 +222,7 @@ def from_model_output(restored: np.ndarray, like: Picture) -> Picture:
 
 def write_picture(path: str, picture: Picture) -> None:
     """Writes in the format of the file extension; 16-bit PNGs keep 16 bits."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from PIL import Image
 
     ext = os.path.splitext(path)[1].lower()
     layers = [picture.color if not picture.grayscale else picture.color[..., None]]
@@ -231,7 +232,7 @@ def write_picture(path: str, picture: Picture) -> None:
         layers.append(picture.alpha[..., None])
     pixels = np.concatenate(layers, axis=-1)
     if pixels.dtype == np.uint16 and ext == ".png":
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        import tensorflow as tf
 
         data = tf.io.encode_png(pixels).numpy()
         with open(path, "wb") as f:
@@ -256,7 +257,7 @@ def _with_iccp(png: bytes, icc_profile: bytes | None) -> bytes:
     """Inserts an iCCP chunk after IHDR (TensorFlow's encoder writes none)."""
     if not icc_profile:
         return png
-    import zlib  # pylint: disable=g-import-not-at-top
+    import zlib
 
     body = b"icc\x00\x00" + zlib.compress(icc_profile)
     chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(
@@ -274,12 +275,12 @@ def load_rgb8(path: str | os.PathLike[str], upright: bool = True) -> np.ndarray:
         return _load_rgb8(path, upright)
     except MemoryError:
         raise
-    except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
+    except Exception as e:  # Pillow raises many types
         raise _unreadable(path, e) from None
 
 
 def _load_rgb8(path: str | os.PathLike[str], upright: bool = True) -> np.ndarray:
-    from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+    from PIL import ImageOps
     with open_image(path) as image:
         image.load()
         if upright:

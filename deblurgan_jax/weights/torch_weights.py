@@ -12,10 +12,8 @@ The command line over these importers is `python -m deblurgan_jax.convert` (conv
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 from typing import Mapping
 
 import numpy as np
@@ -24,7 +22,6 @@ from deblurgan_jax.networks import models
 
 # Official 2018 generator: 11,378,179 values; 2019 refactor (one conv per block): 6,067,459.
 OFFICIAL_GENERATOR_PARAMS = 11_378_179
-ONE_CONV_GENERATOR_PARAMS = 6_067_459
 
 
 class CheckpointError(ValueError):
@@ -154,12 +151,6 @@ def generator_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict
                     "learn_residual": True, "dropout_rate": 0.5}
 
 
-def load_deblurgan_generator(path: str) -> dict:
-    """Official DeblurGAN generator `.pth` (2018 layout) -> Flax `ResnetGenerator` params."""
-    params, _ = generator_params_from_state_dict(load_torch_state_dict(path))
-    return params
-
-
 # --------------------------------------------------------------------------------------------
 # Critic.
 
@@ -183,11 +174,6 @@ def critic_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict, d
         params[f"conv_{j}"] = entry
     ndf = int(sd["model.0.weight"].shape[0])
     return params, {"ndf": ndf, "n_layers": n_layers}
-
-
-def load_deblurgan_critic(path: str) -> dict:
-    params, _ = critic_params_from_state_dict(load_torch_state_dict(path))
-    return params
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +227,7 @@ def vgg_params_from_keras_h5(path: str) -> dict:
             raise CheckpointError(f"{path}: not a Keras VGG weights file: missing layers "
                                   f"{', '.join(missing)} (found {', '.join(list(root)[:8])})")
         for name, layer in KERAS_VGG_NAMES.items():
-            arrays = {}
+            arrays: dict[str, np.ndarray] = {}
             root[layer].visititems(
                 lambda k, v: arrays.__setitem__(k.split("/")[-1].split(":")[0], v[()])
                 if isinstance(v, h5py.Dataset) else None)
