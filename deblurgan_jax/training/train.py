@@ -16,9 +16,10 @@ checkpointed, evaluated during training and picked by evaluate/export/deblur (`-
 `config.compute_dtype='bfloat16'` computes the networks in bfloat16; params, Adam moments, the
 EMA, losses and the gradient penalty's norms stay float32 (tests/test_scale.py).
 
-Randomness: one root key from `config.seed`; the key of step s is fold_in(root, s) (and, under
-pmap, the device index), split into dropout and penalty keys, so a resumed run draws exactly the
-numbers a straight run would, and the data pipeline is a pure function of (seed, example index).
+Randomness: one root key from `config.seed`; the key of step s is fold_in(root, s) (and, on several
+devices, the device index, under either driver), split into dropout and penalty keys, so a resumed
+run draws exactly the numbers a straight run would, and the data pipeline is a pure function of
+(seed, example index).
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def compute_dtype(config: ml_collections.ConfigDict) -> Any:
 # XLA:CPU removes the optimization barriers `jax.checkpoint` puts around a recomputation (its
 # 'cse_barrier_expander' pass) before common-subexpression elimination, which then merges the
 # recomputation with the forward pass: remat compiles to the very program it was meant to
-# shrink (measured: the same temporaries, 8.87 GiB at batch 8, 256x256). Keeping the barriers
+# shrink (the same temporaries; README, "Performance and memory"). Keeping the barriers
 # makes it effective; the flag must be in XLA_FLAGS before JAX starts its backend.
 KEEP_REMAT_BARRIERS_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
 
@@ -147,7 +148,7 @@ def release_freed_host_memory() -> None:
     """Returns the heap memory that XLA's compiler freed to the operating system (glibc's
     `malloc_trim`; nothing elsewhere). glibc keeps freed blocks for reuse, so after compiling
     the train step a CPU process would hold that garbage through training: trimming once lowers
-    the peak RSS of every step (batch 8, 256x256, full model, remat full: 5.65 -> 4.85 GiB).
+    the peak RSS of every step (README, "Performance and memory").
     Accelerators keep their activations in device memory, where this changes nothing."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
