@@ -264,13 +264,8 @@ def _train_tables(data_config: ml_collections.ConfigDict, stats: DataStats
         return None, load_table("synthetic", data_config.sharp_root, split, stats), 1.0
     if source == "demo":
         return None, load_table("demo", "", "train", stats), 1.0
-    if source == "comb":
-        if data_config.real_source not in REAL_SOURCES:
-            raise DataError(f"data.real_source must be one of {REAL_SOURCES} for 'comb', got "
-                            f"{data_config.real_source!r}")
+    if source == "comb":  # real_source and synthetic_ratio were checked by config.validate
         ratio = float(data_config.synthetic_ratio)
-        if not 0.0 <= ratio <= 1.0:
-            raise DataError(f"data.synthetic_ratio must be in [0, 1], got {ratio}")
         return (load_table(data_config.real_source, data_config.root, split, stats),
                 load_table("synthetic", data_config.sharp_root, split, stats), ratio)
     raise DataError(f"unknown data source {source!r}; expected one of {SOURCES}")

@@ -153,7 +153,7 @@ def open_image(path: str | os.PathLike[str]):
 
     # Moved to the front of the (process-wide) filters on every call: a `catch_warnings` block
     # of a caller may have dropped or shadowed it since. Not a `catch_warnings` here: that is
-    # not thread-safe, and headers are scanned in threads (data.py).
+    # not thread-safe, and headers are scanned in threads (data/sources.py).
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         return Image.open(path)
