@@ -2,7 +2,7 @@
 
     from deblurgan_jax import Deblurrer
 
-    deblurrer = Deblurrer.from_params("generator.msgpack")      # or .from_workdir / .from_official
+    deblurrer = Deblurrer.pretrained()      # or .from_params / .from_workdir / .from_official
     sharp = deblurrer(blurred)              # NumPy uint8 array or PIL image -> the same, same size
     deblurrer.video("shaky.mp4", "sharp.mp4")                   # every frame, at the clip's fps
 
@@ -183,6 +183,13 @@ class Deblurrer:
         params, model_config = checkpoints.load_generator(os.fspath(path))
         return cls(params, model_config, provenance={"params": os.path.abspath(path)},
                    **options)
+
+    @classmethod
+    def pretrained(cls, **options: Any) -> Deblurrer:
+        """The pretrained generator shipped with the package (trained on real GoPro blur and
+        synthetic camera shake; see MODEL_CARD.md). Nothing is downloaded."""
+        params, model_config, provenance = checkpoints.load_pretrained()
+        return cls(params, model_config, provenance=provenance, **options)
 
     @classmethod
     def from_workdir(cls, workdir: str | os.PathLike[str], which: str = "best",

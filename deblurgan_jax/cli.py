@@ -102,7 +102,8 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespa
 
 def add_generator_flags(p: argparse.ArgumentParser) -> None:
     """Where the generator comes from (evaluate, deblur, export, detection_benchmark)."""
-    src = p.add_argument_group("generator (one of)")
+    src = p.add_argument_group(
+        "generator (one of; default: the pretrained model shipped with the package)")
     src.add_argument("--workdir", help="training directory (train.py --workdir)")
     src.add_argument("--which", choices=("latest", "best"), default="latest",
                      help="checkpoint of --workdir: the latest, or the best by eval PSNR "
@@ -130,12 +131,18 @@ def add_inference_flags(p: argparse.ArgumentParser, default_tile: int) -> None:
 
 
 def load_generator_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """(params, model_config, provenance) from --workdir/--which/--weights or --params."""
+    """(params, model_config, provenance) from --workdir/--which/--weights or --params, or the
+    shipped pretrained model when neither is given (said on stderr)."""
     from deblurgan_jax import checkpoints
 
     workdir, params_path = getattr(args, "workdir", None), getattr(args, "params", None)
-    if (workdir is None) == (params_path is None):
-        raise UsageError("give exactly one of --workdir and --params")
+    if workdir is not None and params_path is not None:
+        raise UsageError("give at most one of --workdir and --params")
+    if workdir is None and params_path is None:
+        params, model_config, provenance = checkpoints.load_pretrained()
+        print(f"using the pretrained model {checkpoints.PRETRAINED_NAME} shipped with the "
+              f"package (pass --params or --workdir for another)", file=sys.stderr)
+        return params, model_config, provenance
     if params_path is not None:
         params, config = checkpoints.load_generator(params_path)
         return params, config, {"params": os.path.abspath(params_path)}

@@ -1,7 +1,9 @@
 """The evaluation command: metrics of a generator on a test set of (blurred, sharp) pairs.
 
-    python -m deblurgan_jax.evaluate (--workdir DIR [--which latest|best] | --params FILE)
+    python -m deblurgan_jax.evaluate [--workdir DIR [--which latest|best] | --params FILE]
         --data DIR|demo [--layout gopro|paired|ab] --out DIR [--save-images] [--tile N]
+
+Without --workdir or --params the pretrained model shipped with the package is evaluated.
 
 Metrics: `metrics.py`; restoration: `inference.py`; the per-image loop: `evaluation.py`.
 """

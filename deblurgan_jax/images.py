@@ -217,6 +217,15 @@ def from_model_output(restored: np.ndarray, like: Picture) -> Picture:
     return Picture(color, like.alpha, like.icc_profile)
 
 
+def display_rgb8(picture: Picture) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a Picture for viewing (reports): 16 bits rounded to 8, grayscale
+    repeated over the channels, alpha dropped."""
+    color = picture.color
+    if color.dtype != np.uint8:
+        color = np.round(color.astype(np.float64) * (255.0 / picture.max_value)).astype(np.uint8)
+    return np.repeat(color[..., None], 3, axis=-1) if picture.grayscale else color
+
+
 def write_picture(path: str, picture: Picture) -> None:
     """Writes in the format of the file extension; 16-bit PNGs keep 16 bits."""
     from PIL import Image  # pylint: disable=g-import-not-at-top
