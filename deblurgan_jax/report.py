@@ -518,7 +518,7 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         out.append(f'<input class="cmp-range" id="{range_id}" type="range" min="0" max="100" '
                    f'step="0.1" value="50" aria-label="before/after position">')
         out.append("</div><div>")
-        out.append('<h3 class="note">metrics</h3>')
+        out.append(f'<h3 class="note">{"metrics" if metric_names else "details"}</h3>')
         row = by_name.get(e.name)
         if row is None:
             out.append('<p class="muted">no metrics for this image</p>')
