@@ -34,6 +34,7 @@ from typing import Sequence
 
 from deblurgan_jax import api, cli, images, video
 from deblurgan_jax.cli import CommandError
+from deblurgan_jax.utils import files
 
 DEFAULT_TILE = api.DEFAULT_TILE
 AUDIO_NOTE = "note: audio is not carried over to the restored videos"
@@ -124,9 +125,21 @@ def run(args: argparse.Namespace) -> int:
     cli.check_out_dir(args.out)
     jobs, failed = images.plan_jobs(args.inputs, args.out, wanted=is_input_name)
     failed = [f"{m}: no such file or folder" for m in failed]
+    failed += [f"{item}: a folder without image or video files" for item in args.inputs
+               if os.path.isdir(item)
+               and not any(j.source.startswith(os.path.join(item, "")) for j in jobs)]
     check_jobs(jobs, args.overwrite)
     if not jobs:
         raise CommandError("no image or video files among the inputs: " + ", ".join(args.inputs))
+    out_existed = os.path.exists(args.out)
+    try:
+        return _deblur(args, jobs, failed)
+    finally:
+        if not out_existed:  # every input failed (or Ctrl-C came first): no empty --out left
+            files.remove_empty_folders(args.out)
+
+
+def _deblur(args: argparse.Namespace, jobs: list[images.Job], failed: list[str]) -> int:
     params, model_config, provenance = cli.load_generator_source(args)
     cli.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
     deblurrer = api.Deblurrer(params, model_config, tile=args.tile or None,
@@ -137,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     video_jobs = [j for j in jobs if video.is_video_name(j.source)]
     image_jobs = [j for j in jobs if not video.is_video_name(j.source)]
     image_failures: list[str] = []
+    if image_jobs and args.side_by_side:
+        print("note: --side-by-side applies to videos; images are written restored only",
+              file=sys.stderr)
     if image_jobs:
         images_written, image_failures = deblur_images(deblurrer, image_jobs, not args.noprogress)
         print(f"wrote {images_written} image(s) to {args.out}")
