@@ -27,7 +27,6 @@ import datetime
 import json
 import math
 import os
-import tempfile
 from typing import Any, Mapping
 
 import flax
@@ -38,6 +37,7 @@ from flax import serialization
 
 from deblurgan_jax import config as config_lib
 from deblurgan_jax import models
+from deblurgan_jax.utils import files
 
 CONFIG_FILE = "config.json"
 ORIGINAL_CONFIG_FILE = "config.original.json"
@@ -67,18 +67,8 @@ class ParamsFileError(RunError):
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
-    """Writes `path` through a temporary file in the same folder and a rename, so a reader (or
-    a crash) never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `path` atomically with the umask's permissions (utils/files.py)."""
+    files.write_atomic(path, data)
 
 
 def to_json(obj: Any) -> str:
@@ -243,7 +233,7 @@ def load_generator_from_workdir(workdir: str, which: str = "latest", weights: st
     has_ema = float(config.get("ema_decay", 0.0) or 0.0) > 0
     if weights == "ema" and not has_ema:
         raise RunError(f"{workdir} keeps no EMA weights (its config.ema_decay is 0); "
-                       f"use --weights raw")
+                       f"load its raw weights (--weights raw, or weights='raw' in Python)")
     key = "ema_params" if (weights == "ema" or (weights == "auto" and has_ema)) else "g_params"
     model_config = generator_config(config)
     manager = checkpoint_manager(workdir, config.get("max_to_keep", 3))

@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
+from deblurgan_jax.utils import files
+
 # Before TensorFlow is imported anywhere: no INFO lines, no oneDNN notice (TF only runs tf.data
 # here, where oneDNN's kernels play no part), and TF never takes a GPU from JAX.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,16 +38,35 @@ class UsageError(CommandError):
     exit_code = EXIT_USAGE
 
 
-def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(usage errors -> 2, run failures -> 1) raised by the library for bad input."""
-    from deblurgan_jax import checkpoints, config, data, images, models, torch_weights, video
+# Library errors, by module: (usage errors -> 2, run failures -> 1).
+_LIBRARY_ERRORS = {
+    "deblurgan_jax.config": (("ConfigError",), ()),
+    "deblurgan_jax.checkpoints": (("UnusableWorkdir",), ("RunError",)),
+    "deblurgan_jax.torch_weights": ((), ("CheckpointError",)),
+    "deblurgan_jax.data": ((), ("DataError",)),
+    "deblurgan_jax.images": ((), ("PictureError",)),
+    "deblurgan_jax.video": ((), ("VideoError",)),
+    "deblurgan_jax.models": ((), ("VGGWeightsMissing",)),
+}
 
-    # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite).
-    usage = (config.ConfigError, checkpoints.UnusableWorkdir, FileExistsError)
-    failures = (checkpoints.RunError, torch_weights.CheckpointError, data.DataError,
-                images.PictureError, video.VideoError, models.VGGWeightsMissing,
-                NotADirectoryError, IsADirectoryError, PermissionError, OSError, MemoryError)
-    return usage, failures
+
+def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(usage errors -> 2, run failures -> 1) raised by the library for bad input.
+
+    Only modules already imported are looked at: an error class of a module that was never
+    imported cannot have been raised, and importing, say, data.py just to compare would load
+    TensorFlow (seconds, hundreds of MB) into a command that never needed it."""
+    # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite)
+    # or another output.
+    usage: list[type[BaseException]] = [FileExistsError]
+    failures: list[type[BaseException]] = [NotADirectoryError, IsADirectoryError,
+                                           PermissionError, OSError, MemoryError]
+    for name, (usage_names, failure_names) in _LIBRARY_ERRORS.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            usage += [getattr(module, n) for n in usage_names]
+            failures += [getattr(module, n) for n in failure_names]
+    return tuple(usage), tuple(failures)
 
 
 class _DropOrbaxMetricNotice:
@@ -82,17 +103,19 @@ def report_error(error: BaseException) -> int:
 def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
                 argv: Sequence[str] | None = None) -> int:
     """Parses `argv` (argparse exits 2 on usage errors) and runs `run(args)`, turning known
-    errors into one line and an exit code, and Ctrl-C into 130."""
-    args = parser.parse_args(argv)
-    quiet_absl()
-    usage, failures = _known_errors()
+    errors into one line and an exit code, and Ctrl-C into 130 whenever it comes."""
     try:
+        args = parser.parse_args(argv)
+        quiet_absl()
         code = run(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError,) + usage + failures as e:
-        return report_error(e)
+    except Exception as e:  # pylint: disable=broad-except  (unknown errors are re-raised)
+        usage, failures = _known_errors()
+        if isinstance(e, (CommandError,) + usage + failures):
+            return report_error(e)
+        raise
     return EXIT_OK if code is None else int(code)
 
 
@@ -205,7 +228,5 @@ def remove_if_empty(folder: str) -> None:
         pass
 
 
-def is_within(path: str, folder: str) -> bool:
-    """Whether `path` is `folder` or lies inside it (after resolving links)."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+# Whether `path` is `folder` or lies inside it (however spelled): see utils/files.py.
+is_within = files.is_within

@@ -347,9 +347,14 @@ def resume_changes(stored: Mapping[str, Any], config: ml_collections.ConfigDict
                if (k.startswith("model.") and k[len("model."):] not in RESUMABLE_MODEL_FIELDS)
                or (k == "ema_decay" and _ema_on(changes[k][0]) != _ema_on(changes[k][1]))]
     if refused:
+        ema_only = refused == ["ema_decay"]
         raise ConfigError(
-            "this run's checkpoints were made with another model; resuming would not fit them. "
-            "Changed: " + ", ".join(f"config.{k} {changes[k][0]!r} -> {changes[k][1]!r}"
+            ("this run's checkpoints were made with the EMA of the weights switched "
+             f"{'on' if _ema_on(changes['ema_decay'][0]) else 'off'}; resuming cannot switch it. "
+             if ema_only else
+             "this run's checkpoints were made with another model; resuming would not fit "
+             "them. ")
+            + "Changed: " + ", ".join(f"config.{k} {changes[k][0]!r} -> {changes[k][1]!r}"
                                     for k in refused)
             + ". Undo the change, or start a new --workdir.")
     return changes

@@ -42,6 +42,7 @@ from typing import Sequence
 
 from deblurgan_jax import api, cli, images, report, video
 from deblurgan_jax.cli import CommandError
+from deblurgan_jax.utils import files
 
 DEFAULT_TILE = api.DEFAULT_TILE
 AUDIO_NOTE = "note: audio is not carried over to the restored videos"
@@ -83,7 +84,7 @@ def check_report(jobs: Sequence[images.Job], out: str, overwrite: bool) -> None:
     index, folder = report_paths(out)
     for j in jobs:
         for path in (j.source, j.target):
-            if os.path.realpath(path) == os.path.realpath(index) or cli.is_within(path, folder):
+            if os.path.realpath(path) == os.path.realpath(index) or files.is_within(path, folder):
                 raise cli.UsageError(f"--report writes {index} and {folder}/, which would "
                                      f"replace {path}; choose another --out")
     existing = [p for p in (index, folder) if os.path.exists(p)]
@@ -179,11 +180,23 @@ def run(args: argparse.Namespace) -> int:
     cli.check_out_dir(args.out)
     jobs, failed = images.plan_jobs(args.inputs, args.out, wanted=is_input_name)
     failed = [f"{m}: no such file or folder" for m in failed]
+    failed += [f"{item}: a folder without image or video files" for item in args.inputs
+               if os.path.isdir(item)
+               and not any(j.source.startswith(os.path.join(item, "")) for j in jobs)]
     check_jobs(jobs, args.overwrite)
     if not jobs:
         raise CommandError("no image or video files among the inputs: " + ", ".join(args.inputs))
     if args.report:
         check_report(jobs, args.out, args.overwrite)
+    out_existed = os.path.exists(args.out)
+    try:
+        return _deblur(args, jobs, failed)
+    finally:
+        if not out_existed:  # every input failed (or Ctrl-C came first): no empty --out left
+            files.remove_empty_folders(args.out)
+
+
+def _deblur(args: argparse.Namespace, jobs: list[images.Job], failed: list[str]) -> int:
     params, model_config, provenance = cli.load_generator_source(args)
     cli.check_tile_args(args.tile, args.tile_overlap, model_config["n_blocks"])
     deblurrer = api.Deblurrer(params, model_config, tile=args.tile or None,
@@ -194,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     video_jobs = [j for j in jobs if video.is_video_name(j.source)]
     image_jobs = [j for j in jobs if not video.is_video_name(j.source)]
     image_failures: list[str] = []
+    if image_jobs and args.side_by_side:
+        print("note: --side-by-side applies to videos; images are written restored only",
+              file=sys.stderr)
     if image_jobs:
         images_written, image_failures, rows = deblur_images(
             deblurrer, image_jobs, not args.noprogress, args.out if args.report else None)

@@ -93,8 +93,10 @@ def _read_png16(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
     mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), None
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.uint16), None
+    if mode == "I":
+        return _from_int32(np.asarray(image)), None
     if mode == "1":
         image, mode = image.convert("L"), "L"
     if mode == "P" or mode == "PA":
@@ -115,6 +117,17 @@ def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
         raise PictureError(_FLOAT_MODE_MESSAGE)
     raise PictureError(f"unsupported image mode {mode!r}; convert it to 8- or 16-bit RGB or "
                        f"grayscale")
+
+
+def _from_int32(values: np.ndarray) -> np.ndarray:
+    """Mode I (32-bit integers) has no range of its own: values within 0..255 are 8-bit (what
+    convert("I") of an 8-bit image gives), within 0..65535 16-bit (what Pillow reads 16-bit
+    PNGs and TIFFs as); others are refused rather than clipped."""
+    low, high = int(values.min(initial=0)), int(values.max(initial=0))
+    if low < 0 or high > 65535:
+        raise PictureError(f"32-bit integer image (mode I) with values {low}..{high}: only "
+                           f"0..255 (8-bit) or 0..65535 (16-bit) have a defined range; rescale it")
+    return values.astype(np.uint8 if high <= 255 else np.uint16)
 
 
 _FLOAT_MODE_MESSAGE = ("floating-point images (mode F, e.g. 32-bit float TIFF) have no defined "
