@@ -2,7 +2,7 @@
 
     from deblurgan_jax import Deblurrer
 
-    deblurrer = Deblurrer.from_params("generator.msgpack")      # or .from_workdir / .from_official
+    deblurrer = Deblurrer.pretrained()      # or .from_params / .from_workdir / .from_official
     sharp = deblurrer(blurred)              # NumPy uint8 array or PIL image -> the same, same size
     deblurrer.video("shaky.mp4", "sharp.mp4")                   # every frame, at the clip's fps
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import sys
 from typing import Any, Iterable, Iterator, Mapping
@@ -37,7 +38,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from deblurgan_jax.blurring import video
-from deblurgan_jax.utils import images
+from deblurgan_jax.utils import files, images
 
 # JAX, Flax and the weights code load when a Deblurrer is made, not when this module is imported:
 # `python -m deblurgan_jax.deblur --help` and `import deblurgan_jax` stay fast.
@@ -46,9 +47,6 @@ DEFAULT_TILE = 2048  # whole-image inference up to about 4 MP (a few GB on CPU),
 MIN_SIDE = 8  # two stride-2 stages and reflect padding at quarter resolution need 8 pixels
 _ARRAY_CHANNELS = (1, 2, 3, 4)  # gray, gray + alpha, RGB, RGBA
 _PIL_ROUND_TRIP_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
-# Containers whose frame count is estimated from the duration (not counted in an index): one
-# frame fewer than announced is rounding, not truncation.
-_ESTIMATED_COUNT_EXTENSIONS = (".mkv", ".webm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +70,23 @@ def _is_pil_image(x: Any) -> bool:
 
 
 def picture_from_array(array: np.ndarray) -> images.Picture:
-    """A Picture of a uint8/uint16 (H, W[, 1|2|3|4]) array; ValueError/TypeError otherwise."""
+    """A Picture of a uint8/uint16 (H, W[, 1|2|3|4]) array (NumPy, or anything NumPy converts
+    without copying rules of its own, such as a jax.Array); ValueError/TypeError otherwise."""
     a = np.asarray(array)
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.dtype.byteorder not in ("=", "|") \
+            and a.dtype != np.uint16:
+        a = a.astype(np.uint16)  # big-endian 16 bits ('>u2'): the same values, native order
     if a.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"images must be uint8 or uint16 arrays, got {a.dtype} (convert floats "
-                        f"in [0, 1] with np.round(x * 255).astype(np.uint8))")
+        if a.dtype.kind == "f":
+            hint = "convert floats in [0, 1] with np.round(x * 255).astype(np.uint8)"
+        elif a.dtype.kind == "b":
+            hint = "convert a mask with x.astype(np.uint8) * 255"
+        elif a.dtype.kind in "iu":
+            hint = ("convert integers of 0..255 with x.astype(np.uint8), of 0..65535 with "
+                    "x.astype(np.uint16)")
+        else:
+            hint = "pixels must be unsigned 8- or 16-bit integers"
+        raise TypeError(f"images must be uint8 or uint16 arrays, got {a.dtype} ({hint})")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[-1] not in _ARRAY_CHANNELS:
@@ -87,6 +97,12 @@ def picture_from_array(array: np.ndarray) -> images.Picture:
     alpha = a[..., -1] if a.shape[-1] in (2, 4) else None
     return images.Picture(np.ascontiguousarray(color),
                           None if alpha is None else np.ascontiguousarray(alpha))
+
+
+def _is_array(x: Any) -> bool:
+    """NumPy arrays and arrays of other libraries that hand NumPy their pixels (jax.Array)."""
+    return isinstance(x, np.ndarray) or (hasattr(x, "__array__") and hasattr(x, "shape")
+                                         and hasattr(x, "dtype"))
 
 
 def array_from_picture(picture: images.Picture, like_shape: tuple[int, ...]) -> np.ndarray:
@@ -105,6 +121,8 @@ def pil_from_picture(picture: images.Picture, like: Any) -> Any:
     if picture.color.dtype == np.uint16:
         out = Image.fromarray(picture.color)  # I;16 (16-bit images carry no alpha in PIL)
         return out.convert("I") if like.mode == "I" else out
+    if like.mode == "I":  # 32-bit integers holding 8-bit values (images.py)
+        return Image.fromarray(picture.color).convert("I")
     color = Image.fromarray(picture.color)
     if picture.alpha is None:
         out = color
@@ -124,6 +142,12 @@ def _check_size(picture: images.Picture) -> None:
     if min(height, width) < MIN_SIDE:
         raise ValueError(f"a {width}x{height} image is too small (the generator needs at least "
                          f"{MIN_SIDE}x{MIN_SIDE} pixels)")
+
+
+def _padded_size(count: int, batch_size: int) -> int:
+    """The batch a short batch of `count` frames is padded to: the next power of two, at most
+    `batch_size`."""
+    return min(batch_size, 1 << max(count - 1, 0).bit_length())
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
@@ -193,6 +217,15 @@ class Deblurrer:
                    **options)
 
     @classmethod
+    def pretrained(cls, **options: Any) -> Deblurrer:
+        """The pretrained generator shipped with the package (trained on real GoPro blur and
+        synthetic camera shake; see MODEL_CARD.md). Nothing is downloaded."""
+        from deblurgan_jax.weights import checkpoints
+
+        params, model_config, provenance = checkpoints.load_pretrained()
+        return cls(params, model_config, provenance=provenance, **options)
+
+    @classmethod
     def from_workdir(cls, workdir: str | os.PathLike[str], which: str = "best",
                      weights: str = "auto", **options: Any) -> Deblurrer:
         """From a training run (`train.py --workdir DIR`): its 'best' checkpoint by eval PSNR
@@ -250,9 +283,13 @@ class Deblurrer:
         """The restored image: the same type (NumPy array or PIL image), size and layout."""
         if _is_pil_image(image):
             return pil_from_picture(self.restore_picture(images.picture_from_pil(image)), image)
-        if not isinstance(image, np.ndarray):
+        if not _is_array(image):
             raise TypeError(f"expected a NumPy array or a PIL image, got {type(image).__name__}")
-        return array_from_picture(self.restore_picture(picture_from_array(image)), image.shape)
+        out = array_from_picture(self.restore_picture(picture_from_array(image)),
+                                 tuple(image.shape))
+        if np.dtype(image.dtype).byteorder == ">":
+            out = out.astype(image.dtype)  # back in the byte order it came in
+        return out
 
     def deblur_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                     overwrite: bool = False) -> None:
@@ -260,7 +297,7 @@ class Deblurrer:
         grayscale, alpha and 16 bits kept; see images.py). Never replaces `src`, nor an
         existing `dst` unless `overwrite`."""
         src, dst = os.fspath(src), os.fspath(dst)
-        if os.path.exists(dst) and os.path.samefile(src, dst):
+        if files.same_file(src, dst):
             raise FileExistsError(f"{dst}: is the input itself; choose another output")
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
@@ -274,9 +311,10 @@ class Deblurrer:
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(frame, restored frame) for each frame, restored in batches of `batch_size`
         consecutive frames of one shape. A short batch (the last one, or before a size change)
-        is padded with copies of its last frame, so every batch has the same shape and the
-        generator compiles once per frame size (each image of a batch is normalised on its
-        own, so the copies change nothing)."""
+        is padded with copies of its last frame to the next power of two (at most
+        `batch_size`), so the generator compiles for a few batch shapes per frame size and a
+        short clip does not compute a whole batch of copies (each image of a batch is
+        normalised on its own, so the copies change nothing)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
@@ -299,7 +337,8 @@ class Deblurrer:
         def restored() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for batch in batches():
                 pictures = [picture_from_array(f) for f in batch]
-                padded = pictures + [pictures[-1]] * (batch_size - len(pictures))
+                padded = pictures + [pictures[-1]] * (_padded_size(len(pictures), batch_size)
+                                                      - len(pictures))
                 for frame, out in zip(batch, self.restore_pictures(padded)):
                     yield frame, array_from_picture(out, frame.shape)
 
@@ -330,12 +369,25 @@ class Deblurrer:
           video.VideoError naming the file when `src` cannot be read, or decodes fewer frames
           than it announces (truncated): nothing is written then. Audio is not carried.
         """
+        if src is None or isinstance(src, (bytes, bytearray)) \
+                or not isinstance(src, (str, os.PathLike)) and not hasattr(src, "__iter__"):
+            raise TypeError(f"src must be a video file path (str or os.PathLike) or an iterable "
+                            f"of frames, got {type(src).__name__}")
+        if dst is not None:
+            if not isinstance(dst, (str, os.PathLike)) or isinstance(os.fspath(dst), bytes):
+                raise TypeError(f"dst must be a video file path (str or os.PathLike) or None, "
+                                f"got {type(dst).__name__}")
+            dst = os.fspath(dst)
+            if isinstance(src, (str, os.PathLike)) and files.same_file(src, dst):
+                raise FileExistsError(f"{dst}: is the input video itself; choose another output")
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float))
+                                or not math.isfinite(fps) or fps <= 0):
+            raise ValueError(f"fps must be a positive number or None (the source's), got {fps!r}")
         frames, total, source_fps, name = self._open_source(src)
         restored = self._stream(frames, total, name, side_by_side, batch_size, progress)
         if dst is None:
             return restored
-        return self._write(restored, os.fspath(dst), fps or source_fps or video.DEFAULT_FPS,
-                           overwrite)
+        return self._write(restored, dst, fps or source_fps or video.DEFAULT_FPS, overwrite)
 
     @staticmethod
     def _open_source(src) -> tuple[Iterator[np.ndarray], int | None, float | None, str]:
@@ -346,17 +398,15 @@ class Deblurrer:
         path = os.fspath(src)
         info = video.probe(path)
         frames = video.read_frames(path)
-        tolerance = 1 if os.path.splitext(path)[1].lower() in _ESTIMATED_COUNT_EXTENSIONS else 0
 
         def checked() -> Iterator[np.ndarray]:
             count = 0
             for frame in frames:
                 count += 1
                 yield frame
-            if count < info.frame_count - tolerance:
-                raise video.VideoError(
-                    f"{path}: only {count} of the {info.frame_count} frames the file announces "
-                    f"could be decoded (truncated or corrupt)")
+            error = video.truncation_error(path, count, info)
+            if error is not None:
+                raise video.VideoError(error)
 
         return checked(), info.frame_count, info.fps, os.path.basename(path)
 

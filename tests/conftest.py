@@ -1,5 +1,5 @@
-"""Test-wide settings: CPU only, quiet TensorFlow, the project root importable, and one JAX
-compilation cache for the whole session.
+"""Test-wide settings: CPU only, quiet TensorFlow, the project root importable, one JAX
+compilation cache for the whole session, and one temporary folder removed at its end.
 
 The cache matters for the suite's time: every in-process training run builds its jitted step
 anew (the config is part of the closure), and subprocess commands start cold; with a persistent
@@ -16,9 +16,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Subprocesses (commands, training runs, parallel workers) inherit these.
+# One temporary folder for the session, removed at its end: the compilation cache and whatever
+# TensorFlow (autograph) and the commands put in the system temp folder go there, so the suite
+# leaves nothing behind. Subprocesses (commands, training runs, parallel workers) inherit these.
+_SESSION_TMP = None
+if "DEBLURGAN_JAX_TEST_TMP" not in os.environ:  # the first process (xdist workers inherit)
+    _SESSION_TMP = tempfile.mkdtemp(prefix="deblurgan_jax_tests_")
+    os.environ["DEBLURGAN_JAX_TEST_TMP"] = _SESSION_TMP
+    os.environ["TMPDIR"] = _SESSION_TMP
+    tempfile.tempdir = None  # read TMPDIR again
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      tempfile.mkdtemp(prefix="deblurgan_jax_test_cache_"))
+                      os.path.join(os.environ["DEBLURGAN_JAX_TEST_TMP"], "jax_cache"))
+os.makedirs(os.environ["JAX_COMPILATION_CACHE_DIR"], exist_ok=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
@@ -40,6 +49,13 @@ def pytest_collection_modifyitems(session, config, items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file is kept
+
+
+def pytest_unconfigure(config):
+    if _SESSION_TMP is not None:  # only the process that made it removes it
+        import shutil
+
+        shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

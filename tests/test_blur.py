@@ -304,3 +304,30 @@ def test_cli_help_and_bad_arguments(tmp_path):
                       "--max-len", "60")
     assert result.returncode == 2 and "max_len" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_centre_kernels_moves_the_centroid_to_the_convolution_centre():
+    # Closed form: a single point anywhere lands on the centre pixel (k - 1) // 2.
+    k = np.zeros((1, 6, 6), np.float32)
+    k[0, 0, 5] = 1.0
+    centred = motion_blur.centre_kernels(k)
+    assert centred[0, 2, 2] == 1.0 and centred.sum() == 1.0
+    # A two-pixel line (mass 0.5 + 0.5): its centroid is between them; the shift is whole pixels.
+    k = np.zeros((1, 7, 7), np.float32)
+    k[0, 6, 5] = k[0, 6, 6] = 0.5
+    centred = motion_blur.centre_kernels(k)[0]
+    rows, cols = np.nonzero(centred)
+    assert list(rows) == [3, 3] and abs(cols.mean() - 3) <= 0.5
+    # Random camera shake: every centroid within half a pixel per axis, mass and shape kept.
+    kernels = motion_blur.sample_kernels(np.random.default_rng(3), 64, canvas=32, max_len=24.0)
+    out = motion_blur.centre_kernels(kernels)
+    grid = np.arange(32)
+    cy = (out.sum(axis=2) * grid).sum(axis=1)
+    cx = (out.sum(axis=1) * grid).sum(axis=1)
+    assert np.all(np.abs(cy - 15) <= 0.5 + 1e-6) and np.all(np.abs(cx - 15) <= 0.5 + 1e-6)
+    np.testing.assert_allclose(out.sum(axis=(1, 2)), kernels.sum(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_array_equal(np.sort(out.ravel()), np.sort(kernels.ravel()))
+    # Degenerate input: an all-zero kernel is returned as is; a wrong shape is refused.
+    assert not motion_blur.centre_kernels(np.zeros((1, 4, 4))).any()
+    with pytest.raises(ValueError, match="n, k, k"):
+        motion_blur.centre_kernels(np.zeros((4, 4)))

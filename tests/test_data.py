@@ -16,6 +16,7 @@ from configs import data as data_configs
 from deblurgan_jax.blurring import motion_blur
 from deblurgan_jax.data import pipeline, sources, tf_ops
 from deblurgan_jax.data import demo_data
+from deblurgan_jax import config as config_lib
 
 HEIGHT, WIDTH, CROP, BATCH = 40, 56, 32, 4
 
@@ -461,3 +462,15 @@ def test_config_has_every_field_and_tf_sees_no_gpu():
     pipeline.hide_gpus_from_tf()
     import tensorflow as tf
     assert not tf.config.get_visible_devices("GPU")
+
+
+def test_kernel_bank_centres_kernels_when_asked():
+    blur = config_lib.data_config().blur
+    blur.canvas, blur.max_len, blur.kernel_bank_size = 32, 20.0, 16
+    plain = pipeline.kernel_bank(blur, seed=5)
+    blur.centre = True
+    np.testing.assert_array_equal(pipeline.kernel_bank(blur, seed=5),
+                                  motion_blur.centre_kernels(plain))
+    # A run whose config.json predates the field keeps the original's kernels.
+    del blur["centre"]
+    np.testing.assert_array_equal(pipeline.kernel_bank(blur, seed=5), plain)

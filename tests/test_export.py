@@ -83,7 +83,8 @@ def test_params_export_reloads_in_a_fresh_process(workdir, tmp_path, which, step
     images8 = _photos(1, 40, 52)
     np.save(tmp_path / "in.npy", images8)
     script = ("import sys, numpy as np, jax.numpy as jnp\n"
-              "from deblurgan_jax import checkpoints, inference, models\n"
+              "from deblurgan_jax.networks import inference, models\n"
+              "from deblurgan_jax.weights import checkpoints\n"
               "params, config = checkpoints.load_generator(sys.argv[1])\n"
               "g = models.build_generator(config)\n"
               "x = jnp.asarray(np.load(sys.argv[2]), jnp.float32) / 127.5 - 1\n"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,7 +41,7 @@ from command_runner import run_main
 from deblurgan_jax.commands import blur, convert, deblur, detection_benchmark, evaluate, export
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.utils import images
-from deblurgan_jax.networks import inference
+from deblurgan_jax.networks import inference, models
 from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.training import train
 from deblurgan_jax.blurring import video
@@ -612,6 +613,130 @@ def _train_resume_harmless(tmp: Path, env: Env) -> Setup:
     return Setup(argv, [workdir / checkpoints.CHECKPOINT_DIR], check)
 
 
+
+# --- issue 17: nothing a user owns is lost or silently changed --------------------------------
+
+
+def clip_file(path: Path, frames: int = 21, size=(32, 24), seed: int = 0) -> Path:
+    """A lossless (FFV1) clip of random frames, so pairs can be compared exactly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    with video.VideoWriter(str(path), fps=240.0, size=size, codec="FFV1") as writer:
+        for _ in range(frames):
+            writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    return path
+
+
+def truncated_clip(path: Path) -> Path:
+    clip_file(path, frames=60, size=(64, 48))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def gopro_copy(sequence: Path, count: int = 3) -> Path:
+    """A real data set's sequence folder: blur/ and sharp/ NNNNNN.png, no pairs.json."""
+    for i in range(count):
+        png(sequence / "blur" / f"{i:06d}.png", seed=i)
+        png(sequence / "sharp" / f"{i:06d}.png", seed=50 + i)
+    return sequence
+
+
+def _from_video(*flags: str, prepare: Callable[[Path], list[Path]] | None = None,
+                clips: Callable[[Path], list[Path]] | None = None,
+                check: Callable[[Path, str], None] | None = None):
+    """from-video on one good clip (or `clips(tmp)`) into tmp/out; `prepare(out)` fills the
+    output folder first and returns what must stay byte-identical."""
+
+    def build(tmp: Path, env: Env) -> Setup:
+        sources = clips(tmp) if clips is not None else [clip_file(tmp / "clip.avi")]
+        out = tmp / "out"
+        kept = prepare(out) if prepare is not None else []
+        return Setup(["from-video", *map(str, sources), "--out", str(out), "--noprogress",
+                      *flags], [*sources, *kept],
+                     None if check is None else lambda text: check(out, text))
+
+    return build
+
+
+def _earlier_run(out: Path) -> list[Path]:
+    video.make_pairs_from_videos([str(clip_file(out.parent / "earlier" / "clip.avi",
+                                                frames=9))], str(out), frames=3,
+                                 progress=False)
+    return [out]
+
+
+def _earlier_run_plus_foreign_frame(out: Path) -> list[Path]:
+    _earlier_run(out)
+    png(out / "train" / "clip" / "blur" / "000100.png", seed=7)
+    return [out]
+
+
+def _no_sequence_written_for_the_truncated_clip(out: Path, text: str) -> None:
+    assert _files_under(out / "train" / "good")[-1] == "sharp/000002.png"
+    assert sorted(os.listdir(out / "train")) == ["good"]  # nothing, not even hidden, for cut
+
+
+def _deblur_all_inputs_fail(tmp: Path, env: Env) -> Setup:
+    bad = tmp / "in" / "bad.mp4"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 but no video" * 8)
+    out = tmp / "out"
+
+    def check(text: str) -> None:
+        assert not out.exists()  # no empty --out left behind
+
+    return Setup([str(bad), "--out", str(out), "--params", env.params, "--noprogress"], [bad],
+                 check)
+
+
+def _deblur_empty_folder_named(tmp: Path, env: Env) -> Setup:
+    good = png(tmp / "good.png")
+    (tmp / "empty").mkdir()
+    out = tmp / "out"
+
+    def check(text: str) -> None:
+        assert _files_under(out) == ["good.png"]
+
+    return Setup([str(good), str(tmp / "empty"), "--out", str(out), "--params", env.params,
+                  "--noprogress"], [good], check)
+
+
+def _deblur_side_by_side_images(tmp: Path, env: Env) -> Setup:
+    good = png(tmp / "good.png")
+    return Setup([str(good), "--out", str(tmp / "out"), "--params", env.params, "--noprogress",
+                  "--side-by-side"], [good])
+
+
+def _evaluate_names_sharing_a_stem(tmp: Path, env: Env) -> Setup:
+    """x.png, x.jpg and x.PNG in one set: three restored images, none overwriting another."""
+    data = tmp / "set"
+    for i, name in enumerate(("x.png", "x.jpg", "x.PNG")):
+        for side, seed in (("A", i), ("B", i + 100)):
+            (data / side).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_rgb(32, 32, seed)).save(data / side / name,
+                                                     format="JPEG" if name.endswith("jpg")
+                                                     else "PNG")
+    out = tmp / "out"
+
+    def check(text: str) -> None:
+        restored = sorted(os.listdir(out / "restored"))
+        assert restored == ["x.jpg.png", "x.png", "x.png.png"], restored  # x.PNG came first
+        assert sorted(os.listdir(out / "comparisons")) == restored
+        # Each comparison shows its own input (the blurred third): PNGs exactly, the JPEG up to
+        # its decoder's rounding, and far from the other two inputs.
+        for name, saved in (("x.png", "x.png.png"), ("x.PNG", "x.png")):
+            comparison = np.asarray(Image.open(out / "comparisons" / saved))
+            np.testing.assert_array_equal(comparison[:, :32],
+                                          np.asarray(Image.open(data / "A" / name)))
+        comparison = np.asarray(Image.open(out / "comparisons" / "x.jpg.png")).astype(int)
+        jpeg = np.asarray(Image.open(data / "A" / "x.jpg").convert("RGB")).astype(int)
+        assert np.abs(comparison[:, :32] - jpeg).mean() < 3
+
+    return Setup(["--params", env.params, "--data", str(data), "--layout", "paired", "--out",
+                  str(out), "--metrics", "psnr", "--noprogress", "--save-images"], [data], check)
+
+
 CATALOGUE = [
     # deblur: bad files are named and skipped, the others written (exit 1).
     Row("deblur-corrupt", "deblur", _deblur_folder_with("bad.png", corrupt_png), 1, "bad.png"),
@@ -696,6 +821,39 @@ CATALOGUE = [
         "config.ema_decay"),
     Row("train-resume-harmless-change", "train", _train_resume_harmless, 0,
         "resumed from step 4"),
+    # Issue 17: outputs never destroy or mix files the command did not write.
+    Row("from-video-empty-file", "blur",
+        _from_video(clips=lambda t: [empty_file(t / "clip.mp4")]), 1, "the file is empty"),
+    Row("from-video-existing-folder-is-usage", "blur", _from_video(prepare=_earlier_run), 2,
+        "already exists and is not empty"),
+    Row("from-video-crop-larger-than-frame", "blur", _from_video("--crop", "100"), 2,
+        "cannot crop a 100x100 square"),
+    Row("from-video-gamma-tiny", "blur", _from_video("--gamma", "1e-300"), 2,
+        "between 0.1 and 10"),
+    Row("from-video-gamma-huge", "blur", _from_video("--gamma", "1e300"), 2,
+        "between 0.1 and 10"),
+    Row("from-video-overwrite-onto-gopro-copy", "blur",
+        _from_video("--overwrite", prepare=lambda out: [gopro_copy(out / "train" / "clip")]),
+        2, "holds files that from-video did not write (blur/000000.png"),
+    Row("from-video-overwrite-with-a-foreign-frame", "blur",
+        _from_video("--overwrite", prepare=_earlier_run_plus_foreign_frame), 2,
+        "blur/000100.png"),
+    Row("from-video-truncated-clip-skipped", "blur",
+        _from_video(clips=lambda t: [clip_file(t / "good.avi"), truncated_clip(t / "cut.avi")],
+                    check=_no_sequence_written_for_the_truncated_clip), 1,
+        "cut.avi: only"),
+    Row("from-video-out-is-the-clip", "blur",
+        lambda tmp, env: Setup(["from-video", str(clip_file(tmp / "c.avi")), "--out",
+                                str(tmp / "x" / ".." / "c.avi"), "--noprogress"],
+                               [tmp / "c.avi"]), 2, "is the clip"),
+    Row("deblur-every-input-fails-leaves-no-out", "deblur", _deblur_all_inputs_fail, 1,
+        "bad.mp4"),
+    Row("deblur-empty-folder-named", "deblur", _deblur_empty_folder_named, 1,
+        "a folder without image or video files"),
+    Row("deblur-side-by-side-on-images", "deblur", _deblur_side_by_side_images, 0,
+        "--side-by-side applies to videos"),
+    Row("evaluate-names-sharing-a-stem", "evaluate", _evaluate_names_sharing_a_stem, 0,
+        "wrote"),
 ]
 
 
@@ -980,3 +1138,197 @@ def test_from_video_settings_the_library_refuses_are_usage_errors(tmp_path, flag
                  "--noprogress", *flags)
     assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr
     assert _file_hashes(tmp_path) == before
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 17 beyond the command table: the Python API, interrupted overwrites, file modes.
+
+
+def _api_video_onto_itself(tmp: Path, d) -> tuple[Callable[[], Any], list[Path]]:
+    clip = clip_file(tmp / "clip.avi", frames=3)
+    other_spelling = tmp / "sub" / ".." / "clip.avi"
+    (tmp / "sub").mkdir()
+    return lambda: d.video(clip, str(other_spelling), overwrite=True, progress=False), [clip]
+
+
+def _call(fn: Callable[[Any], Any]):
+    return lambda tmp, d: ((lambda: fn(d)), [])
+
+
+_GRAY = np.random.default_rng(5).integers(0, 256, (16, 16), dtype=np.uint8)
+API_REFUSALS = [
+    ("video-onto-its-source", _api_video_onto_itself, FileExistsError, "input video itself"),
+    ("video-of-none", _call(lambda d: d.video(None)), TypeError, "src must be a video file"),
+    ("video-of-bytes", _call(lambda d: d.video(b"clip.mp4")), TypeError,
+     "src must be a video file"),
+    ("video-fps-0", lambda tmp, d: ((lambda: d.video([np.zeros((8, 8, 3), np.uint8)],
+                                                       str(tmp / "x.mp4"), fps=0)), []),
+     ValueError, "fps must be a positive number"),
+    ("bool-image-hint", _call(lambda d: d(np.zeros((8, 8), bool))), TypeError,
+     "astype(np.uint8) * 255"),
+    ("int64-image-hint", _call(lambda d: d(np.zeros((8, 8), np.int64))), TypeError,
+     "x.astype(np.uint8)"),
+    ("mode-I-beyond-16-bits", _call(lambda d: d(Image.fromarray(
+        (_GRAY.astype(np.int32) * 1000)))), images.PictureError, "only 0..255 (8-bit)"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_deblurrer(params_file):
+    from deblurgan_jax import api
+
+    return api.Deblurrer.from_params(params_file)
+
+
+@pytest.mark.parametrize("name, build, error, phrase", API_REFUSALS,
+                         ids=[r[0] for r in API_REFUSALS])
+def test_api_refusals(name, build, error, phrase, tiny_deblurrer, tmp_path):
+    call, inputs = build(tmp_path, tiny_deblurrer)
+    before = _hashes(inputs)
+    with pytest.raises(error, match=phrase.replace("(", r"\(").replace(")", r"\)")
+                       .replace(".", r"\.").replace("*", r"\*")):
+        call()
+    assert _hashes(inputs) == before
+
+
+@pytest.mark.parametrize("convert", [
+    lambda a: Image.fromarray(a).convert("I"),  # 32-bit integers holding 0..255
+    jnp.asarray,  # a jax.Array
+], ids=["pil-mode-I", "jax-array"])
+def test_api_inputs_restore_like_their_uint8_equivalent(convert, tiny_deblurrer):
+    expected = tiny_deblurrer(_GRAY)
+    got = np.asarray(tiny_deblurrer(convert(_GRAY)))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_api_big_endian_uint16_is_read_by_value(tiny_deblurrer):
+    native = (_GRAY.astype(np.uint16) * 257)
+    got = tiny_deblurrer(native.astype(">u2"))
+    assert got.dtype == np.dtype(">u2")
+    np.testing.assert_array_equal(got.astype(np.uint16), tiny_deblurrer(native))
+
+
+def test_a_short_video_batch_is_not_padded_to_the_batch_size(tiny_deblurrer, monkeypatch):
+    seen = []
+    infer = tiny_deblurrer._infer
+    monkeypatch.setattr(tiny_deblurrer, "_infer",
+                        lambda p, batch: seen.append(len(batch)) or infer(p, batch))
+    frames = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
+    out = list(tiny_deblurrer.video(frames, batch_size=256, progress=False))
+    assert len(out) == 5 and seen == [8]  # the next power of two, not 256
+
+
+def test_from_video_overwrite_interrupted_keeps_the_old_set(tmp_path, monkeypatch, capsys):
+    """Ctrl-C half-way through --overwrite: the old pairs and pairs.json are left exactly as
+    they were (no mix of 3- and 5-frame pairs), nothing hidden is left behind."""
+    clip = clip_file(tmp_path / "clip.avi")
+    out = tmp_path / "out"
+    assert blur.main(["from-video", str(clip), "--out", str(out), "--frames", "3",
+                      "--noprogress"]) == 0
+    before = _hashes([tmp_path])
+    real_write, calls = video._write_png, []
+
+    def write_then_interrupt(path, image):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_write(path, image)
+
+    monkeypatch.setattr(video, "_write_png", write_then_interrupt)
+    code = blur.main(["from-video", str(clip), "--out", str(out), "--frames", "5",
+                      "--overwrite", "--noprogress"])
+    text = "".join(capsys.readouterr())
+    assert code == 130 and "Traceback" not in text
+    assert _hashes([tmp_path]) == before
+    assert sorted(os.listdir(out / "train")) == ["clip"]  # no hidden staging folder left
+
+
+def test_from_video_overwrite_swap_interrupted_restores_the_old_set(tmp_path, monkeypatch):
+    clip = clip_file(tmp_path / "clip.avi")
+    out = tmp_path / "out"
+    video.make_pairs_from_videos([str(clip)], str(out), frames=3, progress=False)
+    before = _hashes([tmp_path])
+    real_replace, moved_in = os.replace, []
+    sequence = str(out / "train" / "clip") + os.sep
+
+    def replace_then_interrupt(src, dst):
+        if os.fspath(dst).startswith(sequence):  # a new pair being moved into place
+            moved_in.append(dst)
+            if len(moved_in) == 3:  # the old pairs are aside, two new ones are in
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        video.make_pairs_from_videos([str(clip)], str(out), frames=5, overwrite=True,
+                                     progress=False)
+    monkeypatch.undo()
+    assert len(moved_in) >= 3 and _hashes([tmp_path]) == before
+    assert sorted(os.listdir(out / "train")) == ["clip"]
+
+
+def test_from_video_overwrite_replaces_only_what_its_manifest_lists(tmp_path):
+    clip = clip_file(tmp_path / "clip.avi")
+    out = tmp_path / "out"
+    video.make_pairs_from_videos([str(clip)], str(out), frames=3, progress=False)  # 7 pairs
+    sequence = out / "train" / "clip"
+    (sequence / "notes.txt").write_text("mine")
+    video.make_pairs_from_videos([str(clip)], str(out), frames=7, overwrite=True,
+                                 progress=False)
+    assert _files_under(sequence) == ["blur/000000.png", "blur/000001.png", "blur/000002.png",
+                                      "notes.txt", "pairs.json", "sharp/000000.png",
+                                      "sharp/000001.png", "sharp/000002.png"]
+    assert (sequence / "notes.txt").read_text() == "mine"
+    manifest = json.loads((sequence / "pairs.json").read_text())
+    assert manifest["frames"] == 7 and manifest["pairs"] == 3
+    # A manifest edited to list files outside the folder never makes overwrite remove them.
+    victim = png(tmp_path / "victim.png")
+    manifest["files"] = ["../../../victim.png", str(victim), "blur/000000.png"]
+    (sequence / "pairs.json").write_text(json.dumps(manifest))
+    with pytest.raises(FileExistsError, match="blur/000001.png"):
+        video.make_pairs_from_videos([str(clip)], str(out), frames=7, overwrite=True,
+                                     progress=False)
+    assert victim.exists()
+
+
+def test_ctrl_c_during_from_video_exits_130_without_a_traceback(tmp_path):
+    """The acceptance case of issue 17, as a user runs it: SIGINT 2 s after the start."""
+    clip = clip_file(tmp_path / "clip.avi", frames=1500, size=(96, 64))
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "deblurgan_jax.blur", "from-video", str(clip),
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    text = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "Traceback" not in text, text
+    assert not (out / "train").exists() or os.listdir(out / "train") == []  # nothing half-made
+
+
+def test_from_video_rejects_an_empty_file_without_tensorflow(tmp_path):
+    """Error mapping imports nothing: an empty clip is refused without loading TensorFlow."""
+    empty = empty_file(tmp_path / "clip.mp4")
+    script = ("import sys; from deblurgan_jax import blur; "
+              f"code = blur.main(['from-video', {str(empty)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+              "print('tensorflow' in sys.modules, 'jax' in sys.modules); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "the file is empty" in r.stderr
+    assert r.stdout.split() == ["False", "False"] and "Traceback" not in r.stderr
+
+
+def test_exported_params_and_run_config_follow_the_umask(tmp_path):
+    """Shared model folders: written files get 0666 & ~umask like any open(), not 0600."""
+    g = models.ResnetGenerator(ngf=8, n_blocks=2)
+    params = g.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "g.msgpack"
+        checkpoints.save_generator(params, {"ngf": 8, "n_blocks": 2}, str(path))
+        checkpoints.record_run_config(str(tmp_path / "run"), tiny.get_config())
+    finally:
+        os.umask(old)
+    for written in (path, Path(checkpoints.model_config_path(str(path))),
+                    tmp_path / "run" / checkpoints.CONFIG_FILE):
+        assert written.stat().st_mode & 0o777 == 0o644, written
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left

@@ -469,9 +469,10 @@ def test_make_pairs_rejects_bad_settings(tmp_path, clip, settings):
 
 
 def test_make_pairs_crop_larger_than_frame(tmp_path, clip):
-    with pytest.raises(video.VideoError, match="crop") as e:
+    with pytest.raises(ValueError, match="crop") as e:  # a setting, not a broken video
         video.make_pairs_from_videos([str(clip)], str(tmp_path / "out"), crop=W,
                                      progress=False)
+    assert not isinstance(e.value, video.VideoError)
     assert str(clip) in str(e.value)
     assert not (tmp_path / "out").exists()
 
@@ -482,11 +483,12 @@ def test_make_pairs_refuses_non_empty_output(tmp_path, clip):
     before = _snapshot(out)
     other = _cv2_write(tmp_path / "other.avi", _camera_path(7))
     # The check covers every clip before anything is written: "other" is not started either.
-    with pytest.raises(video.VideoError, match="not empty"):
+    with pytest.raises(FileExistsError, match="not empty"):
         video.make_pairs_from_videos([str(other), str(clip)], str(out), stride=2,
                                      progress=False)
     assert _snapshot(out) == before
-    # overwrite=True rewrites the sequence; pairs of the earlier run that are not rewritten go.
+    # overwrite=True rewrites the sequence; pairs of the earlier run (its pairs.json lists
+    # them) that are not rewritten go.
     summary = video.make_pairs_from_videos([str(clip)], str(out), stride=2, overwrite=True,
                                            progress=False)
     assert summary["walk"]["pairs"] == 8

@@ -308,6 +308,45 @@ def sample_kernels(rng: np.random.Generator,
     return _prefix_kernels(traj, exposure, canvas)
 
 
+def centre_kernels(kernels: np.ndarray) -> np.ndarray:
+    """Shifts each kernel by whole pixels so that its centroid lands on the centre pixel
+    ((k - 1) // 2) that `blur` convolves about, or as near as the canvas allows.
+
+    The trajectories are centred by their whole extent, so a kernel made from the first part of
+    an exposure sits off-centre and the blurred image is shifted against its sharp target (a
+    median of about 2.6 px). Real pairs cut from video (GoPro: the middle frame is the sharp one)
+    have no such shift; centring the synthetic kernels keeps the network from spending capacity
+    on learning a translation. Mass never leaves the canvas: the shift is clamped to the kernel's
+    support.
+
+    Args:
+      kernels: (n, k, k) non-negative kernels.
+
+    Returns:
+      float32 (n, k, k), each kernel a translated copy of its input (same sum).
+    """
+    kernels = np.asarray(kernels, dtype=np.float32)
+    if kernels.ndim != 3 or kernels.shape[1] != kernels.shape[2]:
+        raise ValueError(f"kernels must be (n, k, k), got shape {kernels.shape}")
+    k = kernels.shape[1]
+    centre = (k - 1) // 2
+    grid = np.arange(k, dtype=np.float64)
+    out = np.zeros_like(kernels)
+    for i, kernel in enumerate(kernels):
+        total = float(kernel.sum())
+        if total <= 0:
+            out[i] = kernel
+            continue
+        rows, cols = np.nonzero(kernel)
+        shift = []
+        for axis, support in ((1, rows), (0, cols)):
+            centroid = float((kernel.sum(axis=axis) * grid).sum() / total)
+            wanted = int(round(centre - centroid))
+            shift.append(int(np.clip(wanted, -support.min(), k - 1 - support.max())))
+        out[i] = np.roll(kernel, shift, axis=(0, 1))
+    return out
+
+
 # --------------------------------------------------------------------------- blurring
 
 

@@ -19,7 +19,11 @@ every `stride` frames (default `frames`: windows do not overlap, as in GoPro).
 
     OUT/<split>/<clip file stem>/blur/000000.png, 000001.png, ...
     OUT/<split>/<clip file stem>/sharp/000000.png, 000001.png, ...   (same names as blur/)
-    OUT/<split>/<clip file stem>/pairs.json                          (the settings used)
+    OUT/<split>/<clip file stem>/pairs.json       (the settings used and the files written)
+
+A sequence folder is written all or nothing (built hidden beside it, then swapped in), and
+`overwrite` replaces only the pair files its pairs.json lists: a folder whose blur/ or sharp/
+hold anything else (a real GoPro copy) is refused.
 
 Every frame can first be centre-cropped to a square and/or box-downscaled by an integer factor
 (`prepare_frame`); the same is done to the blurred and the sharp image since it is done to each
@@ -33,7 +37,7 @@ choices that round-trip exactly: 'FFV1' or 'png ' in `.avi` or `.mkv` (pass `cod
 ('avc1') is not available. OpenCV's FFmpeg writer silently drops the last column/row of frames of
 odd width/height, so `VideoWriter` refuses odd sizes instead.
 
-This module is the lowest layer of the package: it imports no other `deblurgan_jax` module.
+This module is in the lowest layer of the package: it imports only `deblurgan_jax.utils`.
 """
 from __future__ import annotations
 
@@ -42,13 +46,14 @@ import dataclasses
 import json
 import math
 import os
-import re
-import secrets
+import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
+
+from deblurgan_jax.utils import files
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 # Used when a container stores no frame rate (OpenCV reports 0) but has frames.
@@ -62,7 +67,9 @@ WRITER_CODECS = {
     ".mkv": ("mp4v", "XVID"),
     ".webm": ("VP80", "VP90"),
 }
-_PAIR_NAME = re.compile(r"^\d{6}\.png$")
+# Containers whose frame count is estimated from the duration (not counted in an index): one
+# frame fewer than announced is rounding, not truncation.
+ESTIMATED_COUNT_EXTENSIONS = (".mkv", ".webm")
 
 
 class VideoError(ValueError):
@@ -80,6 +87,8 @@ def _cv2():
     except ImportError as e:  # pragma: no cover - it is a runtime dependency
         raise VideoError("reading and writing videos needs OpenCV: "
                          "pip install opencv-python-headless") from e
+    # The variable only counts when OpenCV is first imported; another package may have been first.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
 
 
@@ -252,8 +261,7 @@ class VideoWriter:
         self.codecs = (codec,) if codec is not None else WRITER_CODECS[ext]
         self.codec: str | None = None  # the FourCC in use once opened
         self.frames_written = 0
-        stem = os.path.splitext(os.path.basename(self.path))[0]
-        self._tmp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.partial{ext}")
+        self._tmp = files.temporary_name(self.path)
         self._writer: Any = None  # a cv2.VideoWriter once the first frame sets the size
         self._closed = False
         self.size: tuple[int, int] | None = None
@@ -372,11 +380,18 @@ class VideoWriter:
 
 # ------------------------------------------------------------------------------ real blur
 
+# Camera responses lie well inside this; far outside it every average rounds to black or white.
+GAMMA_RANGE = (0.1, 10.0)
+
+
 def _check_gamma(gamma: float) -> float:
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) \
             or not math.isfinite(gamma) or gamma <= 0:
         raise ValueError(f"gamma must be a positive number (2.2 ~ sRGB, 1 = plain mean), "
                          f"got {gamma!r}")
+    if not GAMMA_RANGE[0] <= gamma <= GAMMA_RANGE[1]:
+        raise ValueError(f"gamma must lie between {GAMMA_RANGE[0]} and {GAMMA_RANGE[1]} (2.2 ~ "
+                         f"sRGB, 1 = plain mean), got {gamma!r}")
     return float(gamma)
 
 
@@ -491,37 +506,108 @@ def prepare_frame(frame: np.ndarray, crop: int | None, downscale: int) -> np.nda
 
 # ------------------------------------------------------------------------------ data set
 
-def _write_atomically(path: str, write) -> None:
-    """`write(tmp)` to a hidden temporary file beside `path`, then rename it onto `path`: a crash
-    or Ctrl-C never leaves half a file, and the temporary one is removed on failure."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+# The manifest of a sequence folder: the settings and the pair files this command wrote there.
+MANIFEST = "pairs.json"
+_PAIR_KINDS = ("blur", "sharp")
+
+
+def truncation_error(path: str, frames_read: int, info: VideoInfo) -> str | None:
+    """The message for a clip that decoded fewer frames than its container announces, else
+    None. Containers that estimate the count from the duration (ESTIMATED_COUNT_EXTENSIONS)
+    may announce one frame more than they hold: that is rounding, not truncation."""
+    tolerance = 1 if os.path.splitext(path)[1].lower() in ESTIMATED_COUNT_EXTENSIONS else 0
+    if frames_read >= info.frame_count - tolerance:
+        return None
+    return (f"{path}: only {frames_read} of the {info.frame_count} frames the file announces "
+            f"could be decoded (truncated or corrupt)")
 
 
 def _write_png(path: str, image: np.ndarray) -> None:
     from PIL import Image
 
-    _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+    files.write_with(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
-def _write_json(path: str, value: dict) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2)
-            f.write("\n")
-
-    _write_atomically(path, write)
+def _pair_files(count: int) -> list[str]:
+    return [f"{kind}/{i:06d}.png" for kind in _PAIR_KINDS for i in range(count)]
 
 
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def previous_outputs(folder: str) -> list[str]:
+    """The pair files (relative paths) that this command's manifest in `folder` says an
+    earlier run wrote and that are still there: all that overwrite=True may remove. Raises
+    FileExistsError when the folder's blur/ or sharp/ hold anything else (say, the frames of a
+    real GoPro copy, or pairs.json is not this command's), since replacing the set would then
+    mix or destroy files this command never wrote."""
+    manifest_path = os.path.join(folder, MANIFEST)
+    listed: Any = []  # the manifest's 'files' once read (checked to be a list)
+    if os.path.lexists(manifest_path):
+        try:
+            with open(manifest_path, encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, ValueError) as e:
+            raise FileExistsError(f"{manifest_path}: not a manifest written by from-video ({e}); "
+                                  "nothing was written; choose another output folder") from None
+        if not isinstance(manifest, dict):
+            raise FileExistsError(f"{manifest_path}: not a manifest written by from-video; "
+                                  "nothing was written; choose another output folder")
+        listed = manifest.get("files")
+        pairs = manifest.get("pairs")
+        if listed is None and isinstance(pairs, int) and not isinstance(pairs, bool):
+            listed = _pair_files(pairs)  # runs from before the manifest listed its files
+        if not isinstance(listed, list):
+            raise FileExistsError(f"{manifest_path}: lists no files written by from-video; "
+                                  "nothing was written; choose another output folder")
+    ours = files.listed_outputs(folder, listed)
+    foreign = []
+    for kind in _PAIR_KINDS:
+        sub = os.path.join(folder, kind)
+        if os.path.lexists(sub) and not os.path.isdir(sub):
+            foreign.append(kind)
+        elif os.path.isdir(sub):
+            foreign += [f"{kind}/{n}" for n in sorted(os.listdir(sub)) if f"{kind}/{n}" not in ours]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise FileExistsError(f"{folder}: holds files that from-video did not write ({shown}); "
+                              "nothing was written and overwrite never removes them; choose "
+                              "another output folder")
+    return ours
+
+
+def _swap_in(staging: str, folder: str, new: list[str], old: list[str]) -> None:
+    """Replaces the `old` pair files and the manifest in `folder` by the `new` ones of
+    `staging`, all or nothing: the old files are moved aside first and moved back if anything
+    fails (Ctrl-C included); other files in `folder` are never touched."""
+    if not os.path.isdir(folder) or not os.listdir(folder):
+        if os.path.isdir(folder):
+            os.rmdir(folder)
+        os.replace(staging, folder)
+        return
+    backup = files.temporary_name(folder, "old")
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for rel in old + [MANIFEST]:
+            if os.path.lexists(os.path.join(folder, rel)):
+                os.makedirs(os.path.dirname(os.path.join(backup, rel)), exist_ok=True)
+                os.replace(os.path.join(folder, rel), os.path.join(backup, rel))
+                moved_old.append(rel)
+        for rel in new + [MANIFEST]:
+            os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+            os.replace(os.path.join(staging, rel), os.path.join(folder, rel))
+            moved_new.append(rel)
+    except BaseException:
+        for rel in reversed(moved_new):
+            os.replace(os.path.join(folder, rel), os.path.join(staging, rel))
+        for rel in reversed(moved_old):
+            os.replace(os.path.join(backup, rel), os.path.join(folder, rel))
+        files.remove_empty_folders(backup)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    for kind in _PAIR_KINDS:  # an old run's folder that the new set no longer uses
+        files.remove_empty_folders(os.path.join(folder, kind))
+    os.makedirs(os.path.join(folder, _PAIR_KINDS[0]), exist_ok=True)
+    os.makedirs(os.path.join(folder, _PAIR_KINDS[1]), exist_ok=True)
 
 
 def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
@@ -530,12 +616,21 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
                            progress: bool = True) -> dict:
     """Writes GoPro-style (blurred, sharp) PNG pairs from each clip; see the module docstring.
 
-    Everything is checked before anything is written: the settings, every clip (it opens, is
-    long enough, is larger than `crop`), distinct clip stems, and that no sequence folder
-    OUT/<split>/<stem> already holds files (unless `overwrite`; then PNG pairs of an earlier run
-    that this run does not rewrite are removed, so the folder holds exactly this run's pairs).
+    Everything is checked before anything is written: the settings (ValueError, also for a
+    `crop` or `downscale` larger than a clip's frames), every clip (VideoError: it opens, is
+    long enough), distinct clip stems, and the sequence folders OUT/<split>/<stem>
+    (FileExistsError): one that holds files is refused unless `overwrite`, and even then when
+    its blur/ or sharp/ hold files that this command's manifest (pairs.json) does not list.
 
-    Returns {clip stem: {"frames_read", "frames_expected", "pairs", "fps", "folder"}}.
+    Each sequence is written all or nothing: its pairs go to a hidden folder beside it and are
+    swapped in once the clip is done; only the pair files the old manifest lists are removed
+    then. An interrupted or failed clip leaves its sequence folder as it was.
+
+    A clip that decodes fewer frames than it announces (truncated or corrupt) is not used:
+    nothing is written for it, the other clips are; its entry in the result has an "error".
+
+    Returns {clip stem: {"frames_read", "frames_expected", "pairs", "fps", "folder"[,
+    "error"]}}.
     """
     frames = _check_frames(frames)
     stride = frames if stride is None else _check_int(stride, "stride", 1)
@@ -558,10 +653,12 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
 
     stems: dict[str, str] = {}
     infos: dict[str, VideoInfo] = {}
+    previous: dict[str, list[str]] = {}
     for clip in clips:
         stem = os.path.splitext(os.path.basename(clip))[0]
-        if not stem:
-            raise VideoError(f"{clip}: cannot name a sequence after this file")
+        if not stem or stem.startswith("."):
+            raise VideoError(f"{clip}: cannot name a sequence after this file (hidden folders "
+                             "are not read as sequences); rename it")
         other = next((c for s, c in stems.items() if s.casefold() == stem.casefold()), None)
         if other is not None:
             raise VideoError(f"{clip} and {other} would both be written to the sequence folder "
@@ -573,23 +670,27 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
             raise VideoError(f"{clip}: too short: {info.frame_count} frames, needs at least "
                              f"{frames} (--frames)")
         if crop is not None and (crop > info.width or crop > info.height):
-            raise VideoError(f"{clip}: cannot crop a {crop}x{crop} square (--crop) from its "
+            raise ValueError(f"{clip}: cannot crop a {crop}x{crop} square (--crop) from its "
                              f"{info.width}x{info.height} frames")
         cropped = (crop, crop) if crop is not None else (info.width, info.height)
         if cropped[0] < downscale or cropped[1] < downscale:
-            raise VideoError(f"{clip}: frames of {cropped[0]}x{cropped[1]} cannot be downscaled "
+            raise ValueError(f"{clip}: frames of {cropped[0]}x{cropped[1]} cannot be downscaled "
                              f"by {downscale} (--downscale)")
         folder = os.path.join(out, split, stem)
-        if os.path.exists(folder):
-            if not os.path.isdir(folder):
-                raise VideoError(f"{folder}: exists and is not a folder")
-            if os.listdir(folder) and not overwrite:
-                raise VideoError(f"{folder}: already exists and is not empty; nothing was "
-                                 "written (pass overwrite=True / --overwrite to write into it)")
         for any_clip in clips:
-            if _inside(any_clip, folder):
-                raise VideoError(f"{any_clip}: lies inside the output folder {folder}; "
-                                 "choose another output folder")
+            if files.is_within(any_clip, folder):
+                raise FileExistsError(f"{any_clip}: lies inside the output folder {folder}; "
+                                      "choose another output folder")
+        previous[stem] = []
+        if os.path.lexists(folder):
+            if not os.path.isdir(folder):
+                raise FileExistsError(f"{folder}: exists and is not a folder")
+            if os.listdir(folder):
+                if not overwrite:
+                    raise FileExistsError(
+                        f"{folder}: already exists and is not empty; nothing was written (pass "
+                        "overwrite=True / --overwrite to replace the pairs of an earlier run)")
+                previous[stem] = previous_outputs(folder)
         infos[stem] = info
 
     from tqdm import tqdm
@@ -601,48 +702,65 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
         for stem, clip in stems.items():
             info = infos[stem]
             folder = os.path.join(out, split, stem)
-            blur_dir, sharp_dir = os.path.join(folder, "blur"), os.path.join(folder, "sharp")
-            os.makedirs(blur_dir, exist_ok=True)
-            os.makedirs(sharp_dir, exist_ok=True)
-            frames_read = 0
-
-            def prepared(source: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-                nonlocal frames_read
-                for frame in source:
-                    frames_read += 1
-                    bar.update(1)
-                    yield prepare_frame(frame, crop, downscale)
-
-            written: set[str] = set()
-            for index, blurred, sharp in pairs_from_frames(prepared(read_frames(clip)), frames,
-                                                           stride, gamma):
-                name = f"{index:06d}.png"
-                _write_png(os.path.join(blur_dir, name), blurred)
-                _write_png(os.path.join(sharp_dir, name), sharp)
-                written.add(name)
-            if frames_read < info.frame_count:  # keep the bar's total honest
-                bar.total -= info.frame_count - frames_read
-                bar.refresh()
-            if not written:
-                raise VideoError(f"{clip}: only {frames_read} of {info.frame_count} frames could "
-                                 f"be decoded (the file may be truncated), fewer than the "
-                                 f"{frames} a pair needs")
-            for sub in (blur_dir, sharp_dir):  # pairs left from an earlier run (overwrite)
-                for name in os.listdir(sub):
-                    if _PAIR_NAME.match(name) and name not in written:
-                        os.remove(os.path.join(sub, name))
-            _write_json(os.path.join(folder, "pairs.json"), {
-                "source": os.path.abspath(clip),
-                "fps": info.fps,
-                "frames": frames,
-                "stride": stride,
-                "gamma": gamma,
-                "crop": crop,
-                "downscale": downscale,
-                "frames_read": frames_read,
-                "frames_expected": info.frame_count,
-                "pairs": len(written),
-            })
-            summary[stem] = {"frames_read": frames_read, "frames_expected": info.frame_count,
-                             "pairs": len(written), "fps": info.fps, "folder": folder}
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+            staging = files.temporary_name(folder, "new")
+            try:
+                entry = _write_sequence(clip, info, staging, frames, stride, gamma, crop,
+                                        downscale, bar)
+                entry["folder"] = folder
+                if "error" not in entry:
+                    _swap_in(staging, folder, _pair_files(entry["pairs"]), previous[stem])
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            summary[stem] = entry
     return summary
+
+
+def _write_sequence(clip: str, info: VideoInfo, staging: str, frames: int, stride: int,
+                    gamma: float, crop: int | None, downscale: int, bar) -> dict:
+    """Writes one clip's pairs and manifest into `staging`; its summary entry."""
+    blur_dir, sharp_dir = (os.path.join(staging, kind) for kind in _PAIR_KINDS)
+    os.makedirs(blur_dir)
+    os.makedirs(sharp_dir)
+    frames_read = 0
+
+    def prepared(source: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal frames_read
+        for frame in source:
+            frames_read += 1
+            bar.update(1)
+            yield prepare_frame(frame, crop, downscale)
+
+    count = 0
+    error = None
+    try:
+        for index, blurred, sharp in pairs_from_frames(prepared(read_frames(clip)), frames,
+                                                       stride, gamma):
+            name = f"{index:06d}.png"
+            _write_png(os.path.join(blur_dir, name), blurred)
+            _write_png(os.path.join(sharp_dir, name), sharp)
+            count += 1
+    except VideoError as e:  # a decoding error part-way
+        error = str(e)
+    if frames_read < info.frame_count:  # keep the bar's total honest
+        bar.total -= info.frame_count - frames_read
+        bar.refresh()
+    error = error or truncation_error(clip, frames_read, info)
+    entry = {"frames_read": frames_read, "frames_expected": info.frame_count, "pairs": count,
+             "fps": info.fps}
+    if error is not None:
+        return entry | {"pairs": 0, "error": error}
+    files.write_json(os.path.join(staging, MANIFEST), {
+        "source": os.path.abspath(clip),
+        "fps": info.fps,
+        "frames": frames,
+        "stride": stride,
+        "gamma": gamma,
+        "crop": crop,
+        "downscale": downscale,
+        "frames_read": frames_read,
+        "frames_expected": info.frame_count,
+        "pairs": count,
+        "files": _pair_files(count),
+    })
+    return entry

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from deblurgan_jax.blurring import video
 from deblurgan_jax.commands import cli
-from deblurgan_jax.utils import images
-from deblurgan_jax.blurring import motion_blur, video
+from deblurgan_jax.utils import files, images
+
+# motion_blur (and through it SciPy, seconds on a busy machine) is imported by the commands that
+# use it, inside cli.run_command's Ctrl-C handling: from-video never loads it.
 
 
 def _image_extensions() -> frozenset[str]:
@@ -93,6 +96,8 @@ def _image_rng(seed: int, name: str) -> np.random.Generator:
 def make_dataset(args: argparse.Namespace) -> int:
     """The `make-dataset` command; returns the exit status."""
     from tqdm import tqdm
+
+    from deblurgan_jax.blurring import motion_blur
     sharp_dir, out_dir = Path(args.sharp), Path(args.out)
     _check_dataset_folders(sharp_dir, out_dir, args.overwrite)
     _check_geometry(args)
@@ -136,6 +141,8 @@ def make_dataset(args: argparse.Namespace) -> int:
 
 
 def _check_geometry(args: argparse.Namespace) -> None:
+    from deblurgan_jax.blurring import motion_blur
+
     try:
         motion_blur.check_geometry(args.canvas, args.iters, args.max_len)
     except ValueError as e:
@@ -164,6 +171,8 @@ def show_kernels(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise cli.UsageError(f"--out {out} exists; pass --overwrite to replace it")
     _check_geometry(args)
+    from deblurgan_jax.blurring import motion_blur
+
     kernels = motion_blur.sample_kernels(np.random.default_rng(args.seed), args.n, canvas=args.canvas,
                              iters=args.iters, max_len=args.max_len, expl=args.expl)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -266,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes OUT/<split>/<clip name>/{blur,sharp}/NNNNNN.png (one sequence folder per clip), "
         "the layout that --config.data.source=gopro and evaluate --layout gopro read. A phone's "
         "120/240 fps slow-motion clip of a moving camera works well. Any format OpenCV's bundled "
-        "FFmpeg reads (mp4, avi, mov, mkv, webm).")
+        "FFmpeg reads (mp4, avi, mov, mkv, webm). A clip that decodes fewer frames than it "
+        "announces (truncated) is skipped with a message, as deblur skips such videos "
+        "(exit status 1); each clip's folder is written all or nothing.")
     clips.add_argument("clips", nargs="+", metavar="CLIP", help="video files")
     clips.add_argument("--out", required=True, metavar="DIR", help="dataset root (created)")
     clips.add_argument("--frames", type=int, default=7,
@@ -277,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "--frames, non-overlapping)")
     clips.add_argument("--gamma", type=_positive_float, default=2.2,
                        help="gamma of the camera response: frames are averaged as "
-                       "(f/255)^gamma (default: %(default)s, about sRGB; 1 = plain mean)")
+                       "(f/255)^gamma, between 0.1 and 10 (default: %(default)s, about sRGB; "
+                       "1 = plain mean)")
     clips.add_argument("--crop", type=_positive_int, default=None, metavar="N",
                        help="centre-crop every frame to N x N before averaging")
     clips.add_argument("--downscale", type=_positive_int, default=1,
@@ -286,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--split", default="train",
                        help="split folder under --out: train or test (default: %(default)s)")
     clips.add_argument("--overwrite", action="store_true",
-                       help="replace the pairs of a clip whose folder exists already")
+                       help="replace the pairs an earlier from-video run wrote into a clip's "
+                       "folder (all or nothing; only the files its pairs.json lists are "
+                       "removed, a folder holding other pair files is refused)")
     clips.add_argument("--noprogress", action="store_true", help="no progress bar")
     clips.set_defaults(run=from_video)
     return parser
@@ -297,10 +311,10 @@ def from_video(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.frames % 2 == 0:
         raise cli.UsageError(f"--frames must be a positive odd number (the middle frame is the "
                              f"sharp one), got {args.frames}")
-    for clip in args.clips:
-        if cli.is_within(args.out, os.path.dirname(os.path.abspath(clip)) or ".") and \
-                os.path.realpath(args.out) == os.path.realpath(clip):
-            raise cli.UsageError(f"--out {args.out} is the clip {clip} itself")
+    clip = files.input_at(args.out, args.clips)
+    if clip is not None:
+        raise cli.UsageError(f"--out {args.out} is the clip {clip} itself, or holds it; choose "
+                             "another folder")
     blocking = cli.first_existing_file(args.out)
     if blocking is not None:
         raise cli.UsageError(f"--out {args.out}: {blocking} is a file, not a folder")
@@ -311,16 +325,24 @@ def from_video(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, progress=not args.noprogress)
     except video.VideoError:
         raise
-    except ValueError as e:  # settings the library refuses (e.g. --split a/b)
+    except ValueError as e:  # settings the library refuses (e.g. --split a/b, --crop too big)
         raise cli.UsageError(str(e)) from None
-    pairs = sum(s["pairs"] for s in summary.values())
-    for stem, s in summary.items():
-        short = s.get("frames_expected", 0) and s["frames_read"] < s["frames_expected"]
+    except FileExistsError as e:  # an existing sequence folder: --overwrite or another --out
+        raise cli.UsageError(str(e)) from None
+    written = {stem: s for stem, s in summary.items() if "error" not in s}
+    failed = [s["error"] for s in summary.values() if "error" in s]
+    for stem, s in written.items():
         print(f"{stem}: {s['frames_read']} frames at {s['fps']:.4g} fps -> {s['pairs']} pairs in "
-              f"{s['folder']}" + (f" (the file announced {s['frames_expected']} frames: "
-                                  f"truncated?)" if short else ""))
-    print(f"wrote {pairs} pairs from {len(summary)} clip(s) to {os.path.join(args.out, args.split)}"
-          f"; train on them with --config.data.source=gopro --config.data.root={args.out}")
+              f"{s['folder']}")
+    pairs = sum(s["pairs"] for s in written.values())
+    print(f"wrote {pairs} pairs from {len(written)} clip(s) to "
+          f"{os.path.join(args.out, args.split)}"
+          + (f"; train on them with --config.data.source=gopro --config.data.root={args.out}"
+             if written else ""))
+    if failed:
+        print(f"{len(failed)} clip(s) skipped, nothing written for them:\n  "
+              + "\n  ".join(failed), file=sys.stderr)
+        return cli.EXIT_FAILED
     return cli.EXIT_OK
 
 

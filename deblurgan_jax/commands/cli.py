@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
+from deblurgan_jax.utils import files
+
 # Before TensorFlow is imported anywhere: no INFO lines, no oneDNN notice (TF only runs tf.data
 # here, where oneDNN's kernels play no part), and TF never takes a GPU from JAX.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,21 +38,35 @@ class UsageError(CommandError):
     exit_code = EXIT_USAGE
 
 
-def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(usage errors -> 2, run failures -> 1) raised by the library for bad input."""
-    from deblurgan_jax.weights import checkpoints, torch_weights
-    from deblurgan_jax import config
-    from deblurgan_jax.data import sources
-    from deblurgan_jax.utils import images
-    from deblurgan_jax.networks import models
-    from deblurgan_jax.blurring import video
+# Library errors, by module: (usage errors -> 2, run failures -> 1).
+_LIBRARY_ERRORS = {
+    "deblurgan_jax.config": (("ConfigError",), ()),
+    "deblurgan_jax.weights.checkpoints": (("UnusableWorkdir",), ("RunError",)),
+    "deblurgan_jax.weights.torch_weights": ((), ("CheckpointError",)),
+    "deblurgan_jax.data.sources": ((), ("DataError",)),
+    "deblurgan_jax.utils.images": ((), ("PictureError",)),
+    "deblurgan_jax.blurring.video": ((), ("VideoError",)),
+    "deblurgan_jax.networks.models": ((), ("VGGWeightsMissing",)),
+}
 
-    # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite).
-    usage = (config.ConfigError, checkpoints.UnusableWorkdir, FileExistsError)
-    failures = (checkpoints.RunError, torch_weights.CheckpointError, sources.DataError,
-                images.PictureError, video.VideoError, models.VGGWeightsMissing,
-                NotADirectoryError, IsADirectoryError, PermissionError, OSError, MemoryError)
-    return usage, failures
+
+def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(usage errors -> 2, run failures -> 1) raised by the library for bad input.
+
+    Only modules already imported are looked at: an error class of a module that was never
+    imported cannot have been raised, and importing, say, the data pipeline just to compare would load
+    TensorFlow (seconds, hundreds of MB) into a command that never needed it."""
+    # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite)
+    # or another output.
+    usage: list[type[BaseException]] = [FileExistsError]
+    failures: list[type[BaseException]] = [NotADirectoryError, IsADirectoryError,
+                                           PermissionError, OSError, MemoryError]
+    for name, (usage_names, failure_names) in _LIBRARY_ERRORS.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            usage += [getattr(module, n) for n in usage_names]
+            failures += [getattr(module, n) for n in failure_names]
+    return tuple(usage), tuple(failures)
 
 
 class _DropOrbaxMetricNotice:
@@ -87,17 +103,19 @@ def report_error(error: BaseException) -> int:
 def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
                 argv: Sequence[str] | None = None) -> int:
     """Parses `argv` (argparse exits 2 on usage errors) and runs `run(args)`, turning known
-    errors into one line and an exit code, and Ctrl-C into 130."""
-    args = parser.parse_args(argv)
-    quiet_absl()
-    usage, failures = _known_errors()
+    errors into one line and an exit code, and Ctrl-C into 130 whenever it comes."""
     try:
+        args = parser.parse_args(argv)
+        quiet_absl()
         code = run(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError,) + usage + failures as e:
-        return report_error(e)
+    except Exception as e:  # unknown errors are re-raised
+        usage, failures = _known_errors()
+        if isinstance(e, (CommandError,) + usage + failures):
+            return report_error(e)
+        raise
     return EXIT_OK if code is None else int(code)
 
 
@@ -107,7 +125,8 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespa
 
 def add_generator_flags(p: argparse.ArgumentParser) -> None:
     """Where the generator comes from (evaluate, deblur, export, detection_benchmark)."""
-    src = p.add_argument_group("generator (one of)")
+    src = p.add_argument_group(
+        "generator (one of; default: the pretrained model shipped with the package)")
     src.add_argument("--workdir", help="training directory (train.py --workdir)")
     src.add_argument("--which", choices=("latest", "best"), default="latest",
                      help="checkpoint of --workdir: the latest, or the best by eval PSNR "
@@ -135,12 +154,18 @@ def add_inference_flags(p: argparse.ArgumentParser, default_tile: int) -> None:
 
 
 def load_generator_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """(params, model_config, provenance) from --workdir/--which/--weights or --params."""
+    """(params, model_config, provenance) from --workdir/--which/--weights or --params, or the
+    shipped pretrained model when neither is given (said on stderr)."""
     from deblurgan_jax.weights import checkpoints
 
     workdir, params_path = getattr(args, "workdir", None), getattr(args, "params", None)
-    if (workdir is None) == (params_path is None):
-        raise UsageError("give exactly one of --workdir and --params")
+    if workdir is not None and params_path is not None:
+        raise UsageError("give at most one of --workdir and --params")
+    if workdir is None and params_path is None:
+        params, model_config, provenance = checkpoints.load_pretrained()
+        print(f"using the pretrained model {checkpoints.PRETRAINED_NAME} shipped with the "
+              f"package (pass --params or --workdir for another)", file=sys.stderr)
+        return params, model_config, provenance
     if params_path is not None:
         params, config = checkpoints.load_generator(params_path)
         return params, config, {"params": os.path.abspath(params_path)}
@@ -203,7 +228,5 @@ def remove_if_empty(folder: str) -> None:
         pass
 
 
-def is_within(path: str, folder: str) -> bool:
-    """Whether `path` is `folder` or lies inside it (after resolving links)."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+# Whether `path` is `folder` or lies inside it (however spelled): see utils/files.py.
+is_within = files.is_within

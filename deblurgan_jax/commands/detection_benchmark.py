@@ -1,8 +1,10 @@
 """The paper's detection benchmark: does deblurring help an object detector?
 
-    python -m deblurgan_jax.detection_benchmark (--workdir DIR [--which latest|best] | --params FILE)
+    python -m deblurgan_jax.detection_benchmark [--workdir DIR [--which latest|best] | --params FILE]
         --out DIR [--data DIR [--layout gopro|paired|ab] | --people DIR]
         [--detector hog|MODULE:FACTORY] [--iou 0.5] [--save-images]
+
+Without --workdir or --params the pretrained model shipped with the package restores the images.
 
 The protocol (Kupyn et al. 2018, Sec. 5.3, which ran YOLO on street scenes): for every
 (blurred, sharp) pair the detector runs on the sharp image, whose detections are the reference

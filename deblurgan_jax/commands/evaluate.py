@@ -1,13 +1,16 @@
 """The evaluation command: metrics of a generator on a test set of (blurred, sharp) pairs.
 
-    python -m deblurgan_jax.evaluate (--workdir DIR [--which latest|best] | --params FILE)
+    python -m deblurgan_jax.evaluate [--workdir DIR [--which latest|best] | --params FILE]
         --data DIR|demo [--layout gopro|paired|ab] --out DIR [--save-images] [--tile N]
+
+Without --workdir or --params the pretrained model shipped with the package is evaluated.
 
 Metrics: `metrics.py`; restoration: `inference.py`; the per-image loop: `scoring.py`.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from typing import Any, Sequence
@@ -18,18 +21,38 @@ from deblurgan_jax.commands import cli
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.evaluation import scoring, metrics, report
 from deblurgan_jax.networks import inference, models
+from deblurgan_jax.utils import files
+
+
+
+def _save_png(image: np.ndarray, tmp: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(tmp, format="PNG")
+
+
+def png_name(name: str, taken: set[str]) -> str:
+    """The PNG file name of the pair `name`, distinct from every name in `taken` (compared
+    case-insensitively, as some file systems do), which it joins: NAME.png, or NAME.EXT.png
+    when another pair took that (x.png, x.jpg and x.PNG in one set), then NAME.EXT~K.png."""
+    stem, ext = os.path.splitext(name)
+    candidates = [stem + ".png", name + ".png"]
+    candidates += [f"{name}~{k}.png" for k in range(2, len(taken) + 3)]
+    chosen = next(c for c in candidates if c.casefold() not in taken)
+    taken.add(chosen.casefold())
+    return chosen
 
 
 def _image_saver(out: str, entries: list) -> Any:
-    from PIL import Image
+    taken: set[str] = set()
 
     def save(name: str, blurred8, restored8, sharp8) -> None:
-        stem = os.path.splitext(name)[0] + ".png"
+        file_name = png_name(name, taken)
         for folder, image in (("restored", restored8),
                               ("comparisons", np.concatenate([blurred8, restored8, sharp8], 1))):
-            path = os.path.join(out, folder, stem)
+            path = os.path.join(out, folder, file_name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            Image.fromarray(image).save(path)
+            files.write_with(path, functools.partial(_save_png, image))
         entries.append(report.save_entry_images(out, name, blurred8, restored8, sharp8))
 
     return save
@@ -44,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "blurred input and of the restored output against the sharp image.",
         epilog="Writes OUT/metrics.csv (one row per image), OUT/summary.json (means, settings, "
                "provenance) and with --save-images OUT/restored/, OUT/comparisons/ "
-               "(blurred | restored | sharp) and OUT/index.html, a self-contained report "
+               "(blurred | restored | sharp; NAME.png, or NAME.EXT.png where two inputs share "
+               "a NAME, such as x.png and x.jpg) and OUT/index.html, a self-contained report "
                "(sortable per-image table, before/after comparison, zoomed crops of the region "
                "the restoration changed most). Metrics undefined on an image (SSIM below 11x11, "
                "LPIPS below 31/16 pixels) are n/a and left out of the means. Interrupted or "

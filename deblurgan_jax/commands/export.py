@@ -1,12 +1,15 @@
 """The export command: a generator params file, a TF SavedModel or an ONNX model.
 
-    python -m deblurgan_jax.export (--workdir DIR [--which latest|best] [--weights ema|raw]
-        | --params FILE) --out PATH [--format params|saved_model|onnx]
+    python -m deblurgan_jax.export [--workdir DIR [--which latest|best] [--weights ema|raw]
+        | --params FILE] --out PATH [--format params|saved_model|onnx] [--dtype float16]
+
+Without --workdir or --params the pretrained model shipped with the package is exported.
 
 - params (default): `checkpoints.save_generator` writes PATH (msgpack of the params pytree) and
   `<PATH without extension>.json` (the `ResnetGenerator` fields), loadable without the training
   code: `params, model_config = checkpoints.load_generator(path)`, or
-  `deblurgan_jax.Deblurrer.from_params(path)`.
+  `deblurgan_jax.Deblurrer.from_params(path)`. `--dtype float16` halves the file (loading
+  computes in float32 again; restored images then differ by rounding).
 - saved_model, onnx: see `serving.py` (uint8 images of any size in and out).
 An export never replaces its own input, nor an existing file without --overwrite.
 """
@@ -36,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="saved_model: comma-separated platforms to lower for (cpu, cuda, rocm, "
                         "tpu); default cpu,cuda")
     p.add_argument("--opset", type=int, default=17, help="onnx: ONNX opset (default 17)")
+    p.add_argument("--dtype", choices=checkpoints.PARAMS_DTYPES, default="float32",
+                   help="params: storage precision of the weights (default float32; float16 "
+                        "halves the file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export")
     return p
 
@@ -45,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     blocking = cli.first_existing_file(os.path.dirname(os.path.abspath(out)))
     if blocking is not None:
         raise cli.UsageError(f"--out {args.out}: {blocking} is a file, not a folder")
+    if args.dtype != "float32" and args.format != "params":
+        raise cli.UsageError(f"--dtype {args.dtype} applies to --format params only")
     if args.params is not None:
         inputs = [args.params, checkpoints.model_config_path(args.params)]
         outputs = [out, checkpoints.model_config_path(out)]
@@ -61,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from deblurgan_jax.weights import serving  # TensorFlow only for these formats
 
     if args.format == "params":
-        checkpoints.save_generator(params, model_config, out, overwrite=args.overwrite)
+        checkpoints.save_generator(params, model_config, out, overwrite=args.overwrite,
+                                   dtype=args.dtype, provenance=provenance)
     elif args.format == "saved_model":
         platforms = [s.strip() for s in args.platforms.split(",") if s.strip()]
         serving.export_saved_model(params, model_config, out, platforms, args.overwrite)

@@ -63,10 +63,14 @@ def kernel_bank(blur_config: ml_collections.ConfigDict, seed: int,
                 n: int | None = None) -> np.ndarray:
     """(n, canvas, canvas) float32 kernels, a pure function of (seed, blur settings)."""
     rng = np.random.default_rng([seed, _TAG_KERNEL_BANK])
-    return motion_blur.sample_kernels(rng, n or blur_config.kernel_bank_size,
-                                   canvas=blur_config.canvas, iters=blur_config.iters,
-                                   max_len=blur_config.max_len, expl=blur_config.expl,
-                                   fractions=tuple(blur_config.fractions))
+    kernels = motion_blur.sample_kernels(rng, n or blur_config.kernel_bank_size,
+                                         canvas=blur_config.canvas, iters=blur_config.iters,
+                                         max_len=blur_config.max_len, expl=blur_config.expl,
+                                         fractions=tuple(blur_config.fractions))
+    # Runs started before the field existed have no `centre` in their config.json.
+    if blur_config.get("centre", False):
+        kernels = motion_blur.centre_kernels(kernels)
+    return kernels
 
 
 # --------------------------------------------------------------------------- training pipeline

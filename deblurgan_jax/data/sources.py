@@ -138,7 +138,8 @@ def list_gopro(root: str, split: str) -> tuple[list[tuple[str, str, str]], list[
     """((name, blurred, sharp) triples, unmatched blurred files) of a GoPro_Large split."""
     folder = split_folder(root, split, "gopro")
     triples, unmatched = [], []
-    for sequence in sorted(os.listdir(folder)):
+    # Hidden folders are not sequences (a from-video run killed before its swap leaves one).
+    for sequence in sorted(d for d in os.listdir(folder) if not d.startswith(".")):
         blur_dir = os.path.join(folder, sequence, "blur")
         sharp_dir = os.path.join(folder, sequence, "sharp")
         if not os.path.isdir(blur_dir):

@@ -43,15 +43,16 @@ _STEM_MAX = 100
 
 @dataclasses.dataclass
 class ReportEntry:
-    """One image's pictures, paths relative to the output folder (POSIX separators)."""
+    """One image's pictures, paths relative to the output folder (POSIX separators). Photos
+    without a sharp reference (the deblur command's report) have `sharp` and `zoom_sharp` None."""
     name: str
     blurred: str
     restored: str
-    sharp: str
     zoom_blurred: str
     zoom_restored: str
-    zoom_sharp: str
     zoom_box: tuple[int, int, int, int]  # (top, left, height, width) in image pixels
+    sharp: str | None = None
+    zoom_sharp: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,15 +128,18 @@ def _save_png(path: str, image: np.ndarray) -> None:
 
 
 def save_entry_images(out_dir: str, name: str, blurred8: np.ndarray, restored8: np.ndarray,
-                      sharp8: np.ndarray, zoom: int = 96, zoom_scale: int = 3) -> ReportEntry:
+                      sharp8: np.ndarray | None, zoom: int = 96, zoom_scale: int = 3
+                      ) -> ReportEntry:
     """Writes OUT/report/<stem>_{blurred,restored,sharp}.png and the enlarged crops
     <stem>_zoom_{blurred,restored,sharp}.png of the `zoom` x `zoom` window the restoration
-    changed most (nearest neighbour, `zoom_scale` times). Returns paths relative to out_dir."""
+    changed most (nearest neighbour, `zoom_scale` times); no sharp pictures when `sharp8` is
+    None (photos without a reference). Returns paths relative to out_dir."""
     if zoom_scale < 1:
         raise ValueError(f"zoom_scale must be >= 1, got {zoom_scale}")
     images = {"blurred": _as_image(blurred8, "blurred8"),
-              "restored": _as_image(restored8, "restored8"),
-              "sharp": _as_image(sharp8, "sharp8")}
+              "restored": _as_image(restored8, "restored8")}
+    if sharp8 is not None:
+        images["sharp"] = _as_image(sharp8, "sharp8")
     shapes = {k: v.shape for k, v in images.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"images differ in shape: {shapes}")
@@ -444,8 +448,9 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
     out.append('<section id="summary"><h2>Summary</h2>')
     if facts:
         out.append('<p class="muted">' + " \u00b7 ".join(facts) + "</p>")
-    out += _metric_table(metric_names, titles, lower, lambda k: summary.get(k, math.nan),
-                         "summary")
+    if metric_names:
+        out += _metric_table(metric_names, titles, lower, lambda k: summary.get(k, math.nan),
+                             "summary")
     provenance = [(k, v) for k, v in summary.items() if isinstance(v, (str, Mapping))]
     if provenance:
         out.append('<table class="provenance"><tbody>')
@@ -457,10 +462,10 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
 
     # Per-image table.
     out.append('<section id="per-image"><h2>Per image</h2>')
+    gain_note = (" Gain: restored \u2212 blurred (blurred \u2212 restored where lower is "
+                 "better), so positive is better." if metric_names else "")
     out.append('<p class="muted">Click a column header to sort (again to reverse); sort by # '
-               "for the original order. Gain: restored \u2212 blurred (blurred \u2212 restored "
-               "where lower is better), so positive is better. Image names link to their "
-               "pictures.</p>")
+               f"for the original order.{gain_note} Image names link to their pictures.</p>")
     out.append('<div class="scroll"><table class="sortable" id="per-image-table"><thead><tr>')
     heads = ['<th data-type="number" tabindex="0" scope="col">#</th>',
              '<th data-type="text" tabindex="0" scope="col">image</th>']
@@ -496,8 +501,8 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         out.append('<div class="row3">')
         for rel, caption in ((e.blurred, "blurred"), (e.restored, "restored"),
                              (e.sharp, "sharp")):
-            out.append(_figure(out_dir, rel, caption,
-                               f"{e.name} ({caption})", box))
+            if rel is not None:
+                out.append(_figure(out_dir, rel, caption, f"{e.name} ({caption})", box))
         out.append("</div>")
         out.append('<div class="details"><div>')
         out.append('<h3 class="note">before / after: drag on the image or use the slider '
@@ -513,10 +518,15 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         out.append(f'<input class="cmp-range" id="{range_id}" type="range" min="0" max="100" '
                    f'step="0.1" value="50" aria-label="before/after position">')
         out.append("</div><div>")
-        out.append('<h3 class="note">metrics</h3>')
+        out.append(f'<h3 class="note">{"metrics" if metric_names else "details"}</h3>')
         row = by_name.get(e.name)
         if row is None:
             out.append('<p class="muted">no metrics for this image</p>')
+        elif not metric_names:
+            if "size" in row:
+                out.append(f'<p class="muted">{_esc(row["size"])} px</p>')
+            if "seconds" in row:
+                out.append(f'<p class="muted">{_esc(format_number(row["seconds"], 3))} s</p>')
         else:
             def value(key: str, row: Mapping[str, Any] = row) -> Any:
                 return row.get(key, math.nan)
@@ -531,6 +541,8 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         out.append('<div class="row3">')
         for rel, caption in ((e.zoom_blurred, "blurred"), (e.zoom_restored, "restored"),
                              (e.zoom_sharp, "sharp")):
+            if rel is None:
+                continue
             out.append(_figure(out_dir, rel, f"{caption}, rows {top}\u2013{top + h - 1}, "
                                               f"columns {left}\u2013{left + w - 1}",
                                f"{e.name} ({caption}, crop)", zoom=True))

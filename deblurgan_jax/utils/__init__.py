@@ -1,2 +1,2 @@
-"""Bottom-layer helpers every other layer may use, importing nothing else from the package:
-image files (`images`)."""
+"""Bottom-layer helpers every other layer may use; they import no other deblurgan_jax module
+(see .importlinter): file I/O (`files`) and image files (`images`)."""

@@ -95,8 +95,10 @@ def _read_png16(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
     mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), None
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.uint16), None
+    if mode == "I":
+        return _from_int32(np.asarray(image)), None
     if mode == "1":
         image, mode = image.convert("L"), "L"
     if mode == "P" or mode == "PA":
@@ -117,6 +119,17 @@ def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
         raise PictureError(_FLOAT_MODE_MESSAGE)
     raise PictureError(f"unsupported image mode {mode!r}; convert it to 8- or 16-bit RGB or "
                        f"grayscale")
+
+
+def _from_int32(values: np.ndarray) -> np.ndarray:
+    """Mode I (32-bit integers) has no range of its own: values within 0..255 are 8-bit (what
+    convert("I") of an 8-bit image gives), within 0..65535 16-bit (what Pillow reads 16-bit
+    PNGs and TIFFs as); others are refused rather than clipped."""
+    low, high = int(values.min(initial=0)), int(values.max(initial=0))
+    if low < 0 or high > 65535:
+        raise PictureError(f"32-bit integer image (mode I) with values {low}..{high}: only "
+                           f"0..255 (8-bit) or 0..65535 (16-bit) have a defined range; rescale it")
+    return values.astype(np.uint8 if high <= 255 else np.uint16)
 
 
 _FLOAT_MODE_MESSAGE = ("floating-point images (mode F, e.g. 32-bit float TIFF) have no defined "
@@ -218,6 +231,15 @@ def from_model_output(restored: np.ndarray, like: Picture) -> Picture:
         unit = unit @ np.array([0.299, 0.587, 0.114])  # luma, as PIL's convert('L')
     color = np.round(unit * like.max_value).astype(like.color.dtype)
     return Picture(color, like.alpha, like.icc_profile)
+
+
+def display_rgb8(picture: Picture) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a Picture for viewing (reports): 16 bits rounded to 8, grayscale
+    repeated over the channels, alpha dropped."""
+    color = picture.color
+    if color.dtype != np.uint8:
+        color = np.round(color.astype(np.float64) * (255.0 / picture.max_value)).astype(np.uint8)
+    return np.repeat(color[..., None], 3, axis=-1) if picture.grayscale else color
 
 
 def write_picture(path: str, picture: Picture) -> None:

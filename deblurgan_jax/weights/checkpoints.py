@@ -12,8 +12,14 @@ A run directory (`train.py --workdir DIR`) holds:
 `load_generator_from_workdir` restores only the generator's params (or their EMA) of a run,
 with shapes from the run's model config; it needs nothing of the training code.
 
-The generator params file (`save_generator` / `load_generator`): msgpack of the params pytree,
-with `<path without extension>.json` beside it holding the `ResnetGenerator` fields.
+The generator params file (`save_generator` / `load_generator`): msgpack of the params pytree
+(float32, or float16 to halve the file; loading always gives float32), with `<path without
+extension>.json` beside it holding the `ResnetGenerator` fields and, optionally, a `provenance`
+object (where the weights came from: recipe, steps, data, results).
+
+The package ships one such file, the pretrained model (`load_pretrained`), under
+`deblurgan_jax/pretrained/`: what the commands and `Deblurrer.pretrained()` use when no
+`--params` or `--workdir` is given.
 """
 from __future__ import annotations
 
@@ -21,7 +27,6 @@ import datetime
 import json
 import math
 import os
-import tempfile
 from typing import Any, Mapping
 
 import flax
@@ -32,12 +37,19 @@ from flax import serialization
 
 from deblurgan_jax import config as config_lib
 from deblurgan_jax.networks import models
+from deblurgan_jax.utils import files
 
 CONFIG_FILE = "config.json"
 ORIGINAL_CONFIG_FILE = "config.original.json"
 CHANGES_FILE = "config_changes.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 WEIGHTS = ("auto", "ema", "raw")  # which generator weights of a run: EMA when present
+PARAMS_DTYPES = ("float32", "float16")  # storage of a params file; loaded as float32
+PROVENANCE_KEY = "provenance"
+# Package data at deblurgan_jax/pretrained/ (this module is in deblurgan_jax/weights/).
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "pretrained")
+PRETRAINED_NAME = "deblurgan_real_cpu"  # <name>.msgpack and <name>.json in PRETRAINED_DIR
 
 
 class RunError(ValueError):
@@ -57,18 +69,8 @@ class ParamsFileError(RunError):
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
-    """Writes `path` through a temporary file in the same folder and a rename, so a reader (or
-    a crash) never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `path` atomically with the umask's permissions (utils/files.py)."""
+    files.write_atomic(path, data)
 
 
 def to_json(obj: Any) -> str:
@@ -233,7 +235,7 @@ def load_generator_from_workdir(workdir: str, which: str = "latest", weights: st
     has_ema = float(config.get("ema_decay", 0.0) or 0.0) > 0
     if weights == "ema" and not has_ema:
         raise RunError(f"{workdir} keeps no EMA weights (its config.ema_decay is 0); "
-                       f"use --weights raw")
+                       f"load its raw weights (--weights raw, or weights='raw' in Python)")
     key = "ema_params" if (weights == "ema" or (weights == "auto" and has_ema)) else "g_params"
     model_config = generator_config(config)
     manager = checkpoint_manager(workdir, config.get("max_to_keep", 3))
@@ -279,19 +281,27 @@ def full_generator_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save_generator(params: Mapping[str, Any], model_config: Mapping[str, Any], path: str,
-                   overwrite: bool = False) -> None:
-    """Writes generator params (msgpack) and their model config (JSON beside them)."""
+                   overwrite: bool = False, dtype: str = "float32",
+                   provenance: Mapping[str, Any] | None = None) -> None:
+    """Writes generator params (msgpack, stored as `dtype`: 'float32' or 'float16') and their
+    model config (JSON beside them, with `provenance` under the key 'provenance' if given)."""
     unknown = set(model_config) - set(models.GENERATOR_FIELDS)
     if unknown:
         raise ValueError(f"unknown generator config fields {sorted(unknown)}; "
                          f"expected some of {models.GENERATOR_FIELDS}")
+    if dtype not in PARAMS_DTYPES:
+        raise ValueError(f"dtype must be one of {PARAMS_DTYPES}, got {dtype!r}")
     for target in (path, model_config_path(path)):
         if os.path.exists(target) and not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) "
                                   f"to replace it")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_atomic(path, serialization.msgpack_serialize(to_numpy(params)))
-    write_atomic(model_config_path(path), to_json(full_generator_config(model_config)))
+    stored = jax.tree_util.tree_map(lambda a: a.astype(dtype), to_numpy(params))
+    card: dict[str, Any] = full_generator_config(model_config)
+    if provenance:
+        card[PROVENANCE_KEY] = dict(provenance)
+    write_atomic(path, serialization.msgpack_serialize(stored))
+    write_atomic(model_config_path(path), to_json(card))
 
 
 def _check_field_types(config: Mapping[str, Any], path: str) -> None:
@@ -304,8 +314,46 @@ def _check_field_types(config: Mapping[str, Any], path: str) -> None:
                                   f"{getattr(kind, '__name__', 'a number')}, got {value!r}")
 
 
+def _as_float32(params: Any) -> Any:
+    """Floating arrays as float32 (a float16 file is computed in float32)."""
+    def cast(a):
+        a = np.asarray(a)
+        return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a
+    return jax.tree_util.tree_map(cast, params)
+
+
+def read_provenance(path: str) -> dict[str, Any]:
+    """The `provenance` object of a params file's JSON ({} when it has none)."""
+    try:
+        with open(model_config_path(path)) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    value = stored.get(PROVENANCE_KEY) if isinstance(stored, dict) else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def pretrained_path() -> str:
+    """The shipped pretrained generator's params file."""
+    return os.path.join(PRETRAINED_DIR, PRETRAINED_NAME + ".msgpack")
+
+
+def load_pretrained() -> tuple[dict, dict, dict]:
+    """`(params, model_config, provenance)` of the pretrained generator that ships with the
+    package (trained on real and synthetic camera shake; MODEL_CARD.md). Nothing is downloaded:
+    a ParamsFileError says so if the package was installed without its data."""
+    path = pretrained_path()
+    if not os.path.isfile(path):
+        raise ParamsFileError(f"the pretrained model is missing from this installation "
+                              f"({path}); reinstall the package, or pass --params / --workdir")
+    params, model_config = load_generator(path)
+    provenance = {"pretrained": PRETRAINED_NAME, **read_provenance(path)}
+    return params, model_config, provenance
+
+
 def load_generator(path: str) -> tuple[dict, dict]:
-    """Reads `(params, model_config)` written by `save_generator`; clear errors on bad files."""
+    """Reads `(params, model_config)` written by `save_generator` (params as float32); clear
+    errors on bad files."""
     if not os.path.isfile(path):
         raise ParamsFileError(f"params file not found: {path}")
     with open(path, "rb") as f:
@@ -341,7 +389,7 @@ def load_generator(path: str) -> tuple[dict, dict]:
                                   f"(no stem/conv/kernel)") from None
         config["n_blocks"] = sum(1 for k in params if k.startswith("block_"))
     check_params_shapes(params, config, path)
-    return params, config
+    return _as_float32(params), config
 
 
 def check_params_shapes(params: Mapping[str, Any], model_config: Mapping[str, Any],
