@@ -520,7 +520,7 @@ def test_sorting_script_under_node(tmp_path):
 
 
 def test_report_imports_only_stdlib_numpy_and_pil():
-    with open(os.path.join(ROOT, "deblurgan_jax", "report.py"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "deblurgan_jax", "evaluation", "report.py"), encoding="utf-8") as f:
         tree = ast.parse(f.read())
     modules = set()
     for node in ast.walk(tree):

@@ -33,33 +33,20 @@ def _image_extensions() -> frozenset[str]:
                      if fmt in Image.OPEN)
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-    Image.fromarray(array).save(path, format="PNG")
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-
-
 def kernel_to_uint8(kernel: np.ndarray) -> np.ndarray:
     """A kernel scaled to its maximum, as 0..255 grayscale (for display only)."""
     peak = kernel.max()
-    return _to_uint8(kernel / peak if peak > 0 else kernel)
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+    return images.to_uint8(kernel / peak if peak > 0 else kernel)
 
 
 def _check_dataset_folders(sharp: Path, out: Path, overwrite: bool) -> None:
     if not sharp.is_dir():
         raise cli.UsageError(f"--sharp {sharp} is not a folder")
     sharp_real, out_real = sharp.resolve(), out.resolve()
-    if _is_within(out_real, sharp_real):
+    if files.is_within(out_real, sharp_real):
         raise cli.UsageError(f"--out {out} is the same as or inside --sharp {sharp}; choose a folder "
                           "outside the input folder")
-    if _is_within(sharp_real, out_real):
+    if files.is_within(sharp_real, out_real):
         raise cli.UsageError(f"--sharp {sharp} is inside --out {out}; writing there could overwrite "
                           "the input images")
     blocking = cli.first_existing_file(str(out))
@@ -125,12 +112,12 @@ def make_dataset(args: argparse.Namespace) -> int:
                                  max_len=args.max_len, expl=args.expl)
         for stem, kernel in zip(stems, kernels):
             blurred = motion_blur.blur(sharp / 255.0, kernel, noise_std=args.noise_std, rng=rng)
-            _save_png(_to_uint8(blurred), folders["blur"] / f"{stem}.png")
-            _save_png(sharp, folders["sharp"] / f"{stem}.png")
+            images.save_png(folders["blur"] / f"{stem}.png", images.to_uint8(blurred))
+            images.save_png(folders["sharp"] / f"{stem}.png", sharp)
             if args.kernels == "npy":
                 np.save(folders["kernels"] / f"{stem}.npy", kernel)
             else:
-                _save_png(kernel_to_uint8(kernel), folders["kernels"] / f"{stem}.png")
+                images.save_png(folders["kernels"] / f"{stem}.png", kernel_to_uint8(kernel))
 
     written = (len(paths) - len(skipped)) * args.per_image
     print(f"wrote {written} pairs to {out_dir}", file=sys.stderr)
@@ -176,7 +163,7 @@ def show_kernels(args: argparse.Namespace) -> int:
     kernels = motion_blur.sample_kernels(np.random.default_rng(args.seed), args.n, canvas=args.canvas,
                              iters=args.iters, max_len=args.max_len, expl=args.expl)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _save_png(kernel_grid(kernels, columns=math.ceil(math.sqrt(args.n))), out)
+    images.save_png(out, kernel_grid(kernels, columns=math.ceil(math.sqrt(args.n))))
     print(f"wrote {args.n} kernels to {out}", file=sys.stderr)
     return cli.EXIT_OK
 

@@ -45,7 +45,6 @@ when a failure or Ctrl-C leaves nothing in it.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -63,7 +62,7 @@ from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.blurring import motion_blur
 from deblurgan_jax.data import demo_data
 from deblurgan_jax.evaluation import detection
-from deblurgan_jax.utils import images
+from deblurgan_jax.utils import files, images
 from deblurgan_jax.commands.cli import CommandError
 
 CONDITIONS = ("blurred", "restored", "sharp")
@@ -161,9 +160,9 @@ def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float 
                                          expl=BLUR_EXPL)[0]
         blurred = motion_blur.blur(sharp / 255.0, kernel, rng=rng)
         folder = os.path.join(root, "test", photo.group)
-        for kind, pixels in (("sharp", sharp), ("blur", _to_uint8(blurred))):
+        for kind, pixels in (("sharp", sharp), ("blur", images.to_uint8(blurred))):
             os.makedirs(os.path.join(folder, kind), exist_ok=True)
-            _save_png(pixels, os.path.join(folder, kind, photo.name))
+            images.save_png(os.path.join(folder, kind, photo.name), pixels)
         written.append(dataclasses.asdict(photo))
     manifest = {"made_by": "python -m deblurgan_jax.detection_benchmark",
                 "layout": "gopro", "split": "test", "photos": written,
@@ -172,16 +171,6 @@ def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float 
     with open(os.path.join(root, SET_FILE), "w") as f:
         json.dump(manifest, f, indent=2)
     return manifest, unreadable
-
-
-def _to_uint8(unit: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
-
-
-def _save_png(pixels: np.ndarray, path: str) -> None:
-    from PIL import Image
-
-    Image.fromarray(pixels).save(path, format="PNG")
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,13 +298,6 @@ def summarize(results: Sequence[ImageResult], detector_name: str,
     }
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 # --------------------------------------------------------------------------------------------
 # The command.
 
@@ -336,11 +318,6 @@ def read_pair(record: Any, layout: str) -> tuple[np.ndarray, np.ndarray]:
     if min(sharp.shape[:2]) < 8:
         raise ValueError(f"{record.name}: smaller than 8x8")
     return blurred, sharp
-
-
-def _is_within(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _check_inputs_kept(inputs: Sequence[str], outputs: Sequence[str]) -> None:
@@ -441,8 +418,8 @@ def _run(args: argparse.Namespace) -> int:
     for flag, folder in (("--data", args.data), ("--people", args.people)):
         if folder is not None and not os.path.isdir(folder):
             raise CommandError(f"{flag} folder not found: {folder}")
-    if args.people is not None and (_is_within(args.out, args.people)
-                                    or _is_within(args.people, args.out)):
+    if args.people is not None and (files.is_within(args.out, args.people)
+                                    or files.is_within(args.people, args.out)):
         raise CommandError(f"--people {args.people} and --out {args.out} overlap; the set "
                            f"written under --out could mix with the input photos")
     try:
@@ -506,7 +483,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.save_images:
             path = _picture_path(args.out, record.name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            _save_png(comparison_picture(result, blurred, restored, sharp), path)
+            images.save_png(path, comparison_picture(result, blurred, restored, sharp))
     if not results:
         raise CommandError(f"no pair of {data_root} could be read:\n  " + "\n  ".join(failed))
 
@@ -517,7 +494,7 @@ def _run(args: argparse.Namespace) -> int:
                       "test_time_dropout": args.dropout,
                       "seed": args.seed if args.dropout else None},
     })
-    write_csv([r.row() for r in results], os.path.join(args.out, "metrics.csv"))
+    files.write_csv([r.row() for r in results], os.path.join(args.out, "metrics.csv"))
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(args.out, "detections.json"), "w") as f:

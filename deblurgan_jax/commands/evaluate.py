@@ -10,7 +10,6 @@ Metrics: `metrics.py`; restoration: `inference.py`; the per-image loop: `scoring
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from typing import Any, Sequence
@@ -21,14 +20,8 @@ from deblurgan_jax.commands import cli
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.evaluation import scoring, metrics, report
 from deblurgan_jax.networks import inference, models
-from deblurgan_jax.utils import files
+from deblurgan_jax.utils import files, images
 
-
-
-def _save_png(image: np.ndarray, tmp: str) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(tmp, format="PNG")
 
 
 def png_name(name: str, taken: set[str]) -> str:
@@ -52,7 +45,7 @@ def _image_saver(out: str, entries: list) -> Any:
                               ("comparisons", np.concatenate([blurred8, restored8, sharp8], 1))):
             path = os.path.join(out, folder, file_name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            files.write_with(path, functools.partial(_save_png, image))
+            images.save_png(path, image)
         entries.append(report.save_entry_images(out, name, blurred8, restored8, sharp8))
 
     return save
@@ -109,7 +102,7 @@ def write_results(out: str, rows: list, metric_names: Sequence[str], summary_ext
     summary = scoring.summarize(rows, metric_names)
     summary.update(summary_extra)
     summary["complete"] = complete
-    scoring.write_csv(rows, os.path.join(out, "metrics.csv"))
+    files.write_csv(rows, os.path.join(out, "metrics.csv"))
     checkpoints.write_atomic(os.path.join(out, "summary.json"), checkpoints.to_json(summary))
     if entries:
         report.write_index_html(out, summary, rows, metric_names, entries)

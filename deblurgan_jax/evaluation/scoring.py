@@ -8,7 +8,6 @@ count them.
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -122,12 +121,3 @@ def format_table(summary: dict[str, Any], metric_names: Sequence[str]) -> str:
     lines.append(f"{summary['num_images']} images, {summary['seconds_per_image']:.3f} s per "
                  f"image (restoration only, compilation excluded)")
     return "\n".join(lines)
-
-
-def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
-    if not rows:
-        return
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

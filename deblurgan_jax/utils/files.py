@@ -24,13 +24,15 @@ nothing beyond the standard library.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["write_atomic", "write_with", "write_json", "temporary_name", "same_file",
+__all__ = ["write_atomic", "write_with", "write_json", "write_csv", "temporary_name", "same_file",
            "is_within", "input_at", "listed_outputs", "remove_empty_folders"]
 
 
@@ -91,6 +93,18 @@ def write_json(path: str | os.PathLike[str], value: Any) -> None:
     """Writes `value` as indented, strict JSON (NaN and infinities refused: ValueError, nothing
     written) with a final newline, atomically."""
     write_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Writes `rows` (dicts with the same keys, the first row's order) as a CSV file with a
+    header, atomically; nothing is written for no rows."""
+    if not rows:
+        return
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

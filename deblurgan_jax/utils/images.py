@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from deblurgan_jax.utils import files
+
 # What folders are searched for, by every command and by the training data (a file named on the
 # command line is tried whatever its name). Pillow reads them all; the tf.data pipeline decodes
 # PNG/JPEG/BMP/GIF in TensorFlow and the others with Pillow (data/tf_ops.py).
@@ -240,6 +242,19 @@ def display_rgb8(picture: Picture) -> np.ndarray:
     if color.dtype != np.uint8:
         color = np.round(color.astype(np.float64) * (255.0 / picture.max_value)).astype(np.uint8)
     return np.repeat(color[..., None], 3, axis=-1) if picture.grayscale else color
+
+
+def to_uint8(unit: np.ndarray) -> np.ndarray:
+    """[0, 1] floats as 0..255 uint8 (rounded, clipped)."""
+    return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_png(path: str | os.PathLike[str], pixels: np.ndarray) -> None:
+    """Writes uint8 (H, W[, C]) pixels as a PNG, atomically (utils/files.py)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    files.write_with(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def write_picture(path: str, picture: Picture) -> None:

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from deblurgan_jax.networks import models
+from deblurgan_jax.utils import files
 
 # Official 2018 generator: 11,378,179 values; 2019 refactor (one conv per block): 6,067,459.
 OFFICIAL_GENERATOR_PARAMS = 11_378_179
@@ -250,6 +251,9 @@ def write_vgg_npz(params: Mapping[str, Mapping[str, np.ndarray]], path: str,
     arrays = {f"{n}/{p}": np.asarray(params[n][p], np.float32)
               for n in models.VGG_CONV_LAYERS for p in ("kernel", "bias")}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, preprocess=np.array(preprocess), **arrays)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+            np.savez(f, preprocess=np.array(preprocess), **arrays)
+
+    files.write_with(path, write)
