@@ -275,3 +275,15 @@ def test_command_serves_the_page_and_stops_on_sigterm(params_file, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_readme_test_command_is_what_ci_runs():
+    """The README's test command (which installs Chromium for the browser tests) is the
+    command .ci/run runs."""
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        ci = [line for line in f.read().splitlines() if line and not line.startswith(
+            ("#", "set ", "cd "))]
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert len(ci) == 1 and "apt-get install -y -qq chromium" in ci[0]
+    assert f"```bash\n{ci[0]}\n```" in readme

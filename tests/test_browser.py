@@ -20,7 +20,7 @@ from PIL import Image
 from app_inputs import H, W, bad_photos, blurred_photo, free_port, tiny_params_file
 from deblurgan_jax import Deblurrer, app, evaluate
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium binary found (apt-get install chromium; .ci/run "
                              "installs it)")
