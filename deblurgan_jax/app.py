@@ -47,6 +47,7 @@ ZOOM_SCALE = 3  # nearest-neighbour enlargement of that crop
 MAX_UPLOAD = "1gb"  # larger uploads are refused by the server before they reach the model
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 KEEP_OUTPUTS_S = 3600  # results stay downloadable this long
+STARTUP_TIMEOUT_S = 120  # how long the started server may take to answer its first request
 VIDEO_SUFFIX = ".webm"  # VP8: plays in every browser (MPEG-4 part 2 .mp4 does not)
 INSTALL_HINT = ("the web app needs Gradio, an optional extra: pip install 'deblurgan-jax[app]' "
                 "(or pip install -r requirements-app.txt in a checkout)")
@@ -293,12 +294,39 @@ def build_app(deblurrer: api.Deblurrer, outputs: Outputs, batch_size: int = 4):
     return demo
 
 
-def launch(demo, host: str, port: int, *, block: bool = True):
-    """Starts the server; returns its local URL (after Ctrl-C when `block`)."""
+def launch(demo, host: str, port: int) -> str:
+    """Starts the server in a thread; returns its local URL once it answers."""
+    # Gradio's own check that the page answers gives up after one 3-second try (too short on a
+    # busy machine) and then asks for a public share link; ours waits longer and never shares.
     demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
                 prevent_thread_lock=True, show_error=True, max_file_size=MAX_UPLOAD,
-                inbrowser=False, css=_CSS)
-    return demo.local_url
+                inbrowser=False, css=_CSS, _frontend=False)
+    url = demo.local_url
+    try:
+        wait_until_serving(url)
+    except BaseException:
+        demo.close(verbose=False)
+        raise
+    return url
+
+
+def wait_until_serving(url: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Returns once `url` answers 200 (proxies bypassed); OSError after `timeout_s`."""
+    import urllib.error  # pylint: disable=g-import-not-at-top
+    import urllib.request  # pylint: disable=g-import-not-at-top
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with opener.open(url, timeout=max(1.0, deadline - time.monotonic())) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise OSError(f"the app started but {url} did not answer within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------------------------
