@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deblurgan_jax import api, cli, images, report, video
+from deblurgan_jax import api, checkpoints, cli, images, report, video
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -88,14 +88,6 @@ def example_photos() -> list[str]:
         return []
     return [os.path.join(EXAMPLES_DIR, f) for f in sorted(os.listdir(EXAMPLES_DIR))
             if images.is_image_name(f)]
-
-
-def display_rgb8(picture: images.Picture) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a Picture for the screen (16 bits rounded to 8, alpha left out)."""
-    color = picture.color
-    if color.dtype == np.uint16:
-        color = np.round(color / 257.0).astype(np.uint8)
-    return np.repeat(color[..., None], 3, axis=-1) if color.ndim == 2 else color
 
 
 def preview(rgb8: np.ndarray) -> np.ndarray:
@@ -175,7 +167,7 @@ def restore_photo(deblurrer: api.Deblurrer, path: str | None, outputs: Outputs) 
         return PhotoResult("error: " + _shown(str(e), path))
     except Exception as e:  # pylint: disable=broad-except  (the app keeps serving)
         return PhotoResult(_unexpected(e, path))
-    before8, after8 = display_rgb8(picture), display_rgb8(restored)
+    before8, after8 = images.display_rgb8(picture), images.display_rgb8(restored)
     height, width = before8.shape[:2]
     shown = preview(before8)
     note = "" if shown.shape == before8.shape else \
@@ -360,11 +352,10 @@ def load_deblurrer(args: argparse.Namespace) -> api.Deblurrer:
     elif args.workdir is not None:
         deblurrer = api.Deblurrer.from_workdir(args.workdir, args.which, args.weights, **options)
     else:
-        pretrained = getattr(api.Deblurrer, "pretrained", None)
-        if pretrained is None:
+        if not os.path.isfile(checkpoints.pretrained_path()):
             raise cli.UsageError("no model: this installation ships no pretrained model; "
                                  "give --params FILE or --workdir DIR")
-        deblurrer = pretrained(**options)
+        deblurrer = api.Deblurrer.pretrained(**options)
     cli.check_tile_args(args.tile, args.tile_overlap, deblurrer.model_config["n_blocks"])
     return deblurrer
 

@@ -40,12 +40,7 @@ def main() -> None:
     args = p.parse_args()
     from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
 
-    if args.params:
-        deblurrer = Deblurrer.from_params(args.params)
-    elif hasattr(Deblurrer, "pretrained"):
-        deblurrer = Deblurrer.pretrained()
-    else:
-        sys.exit("error: no pretrained model in this checkout; give --params FILE")
+    deblurrer = Deblurrer.from_params(args.params) if args.params else Deblurrer.pretrained()
     os.makedirs(DOCS, exist_ok=True)
     work = tempfile.mkdtemp(prefix="deblurgan_screenshots_")
     outputs = app.Outputs()
@@ -65,13 +60,11 @@ def main() -> None:
             page.wait_for_timeout(1000)
             page.screenshot(path=os.path.join(work, "app.png"), full_page=True)
 
-            params = args.params or deblurrer.provenance.get("params")
-            if params is None:
-                sys.exit("error: the report needs a params file (--params)")
             out = os.path.join(work, "eval")
-            evaluate.main(["--params", params, "--data", "demo", "--out", out,
-                           "--save-images", "--max-images", "3", "--noprogress",
-                           "--metrics", "psnr,ssim"])
+            model = ["--params", args.params] if args.params else []  # default: pretrained
+            evaluate.main(model + ["--data", "demo", "--out", out, "--save-images",
+                                   "--max-images", "3", "--noprogress", "--metrics",
+                                   "psnr,ssim"])
             page = browser.new_page(viewport=VIEWPORT)
             page.goto("file://" + os.path.join(out, "index.html"))
             page.locator("#per-image-table").scroll_into_view_if_needed()

@@ -21,7 +21,7 @@ from PIL import Image
 
 from app_inputs import H, W, bad_photos, blurred_photo, free_port, tiny_params_file
 from command_runner import run_main
-from deblurgan_jax import Deblurrer, api, app, report
+from deblurgan_jax import Deblurrer, app, checkpoints, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -204,25 +204,24 @@ def test_example_photos_ship_small_and_readable():
 # The command.
 
 
-def test_without_a_model_the_command_says_what_to_give(monkeypatch):
-    monkeypatch.delattr(api.Deblurrer, "pretrained", raising=False)
+def test_without_a_model_the_command_says_what_to_give(monkeypatch, tmp_path):
+    monkeypatch.setattr(checkpoints, "pretrained_path", lambda: str(tmp_path / "none.msgpack"))
     result = run_main(app.main)
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: no model: this installation ships no pretrained "
                                      "model; give --params FILE or --workdir DIR")
 
 
-def test_the_default_model_is_the_pretrained_one(monkeypatch, deblurrer):
-    calls = []
-
-    def pretrained(**options):
-        calls.append(options)
-        return deblurrer
-
-    monkeypatch.setattr(api.Deblurrer, "pretrained", staticmethod(pretrained), raising=False)
-    args = app.build_parser().parse_args([])
-    assert app.load_deblurrer(args) is deblurrer
-    assert calls == [{"tile": api.DEFAULT_TILE, "tile_overlap": None, "dropout_seed": None}]
+def test_the_default_model_is_the_pretrained_one(monkeypatch, params_file):
+    """Without --params/--workdir the app serves Deblurrer.pretrained() (here a params file
+    standing in for the shipped one), with the command's tiling options."""
+    monkeypatch.setattr(checkpoints, "pretrained_path", lambda: params_file)
+    monkeypatch.setattr(checkpoints, "load_pretrained", lambda: (
+        *checkpoints.load_generator(params_file), {"pretrained": "stand-in"}))
+    deblurrer = app.load_deblurrer(app.build_parser().parse_args(["--tile", "64"]))
+    assert deblurrer.provenance == {"pretrained": "stand-in"} and deblurrer.tile == 64
+    photo = blurred_photo()
+    np.testing.assert_array_equal(deblurrer(photo), Deblurrer.from_params(params_file)(photo))
 
 
 @pytest.mark.parametrize("argv,code,message", [

@@ -6,8 +6,9 @@ failed, so the pages are also shown to work offline.
   blurred photo uploaded, the result shown and downloaded, its pixels equal to `Deblurrer`'s
   on the same photo; bad files give messages and the app keeps serving; two users at once are
   both served (the queue); a video comes back playable. Screenshots go to the test's folder.
-- The evaluation report (`evaluate --save-images`, OUT/index.html): every image loads, the
-  per-image table sorts by clicking a header, the before/after slider moves, no console errors.
+- The evaluation report (`evaluate --save-images`, OUT/index.html) and the deblur command's
+  (`deblur --report`): every image loads, the per-image table sorts by clicking a header, the
+  before/after slider moves, no console errors.
 These skip, with the reason, only when no Chromium binary can be found."""
 import os
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 
 from app_inputs import H, W, bad_photos, blurred_photo, free_port, tiny_params_file
-from deblurgan_jax import Deblurrer, app, evaluate
+from deblurgan_jax import Deblurrer, app, deblur, evaluate
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -223,8 +224,8 @@ def evaluation_report(tmp_path_factory):
 
 
 def check_sorting(page, table: str = "#per-image-table") -> None:
-    """Clicking a numeric header sorts the rows by it, ascending then descending."""
-    header = page.locator(f"{table} thead th[data-type=number]").nth(1)
+    """Clicking a numeric header (the last) sorts the rows by it, ascending then descending."""
+    header = page.locator(f"{table} thead th[data-type=number]").last
     column = header.evaluate("th => th.cellIndex")
 
     def values():
@@ -260,3 +261,31 @@ def test_evaluation_report_in_the_browser(evaluation_report, pages, tmp_path):
     check_sorting(page)
     check_slider(page)
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The deblur command's report.
+
+
+@pytest.fixture(scope="module")
+def deblur_report(tmp_path_factory):
+    """OUT/index.html of `deblur --report` on two photos (no sharp references)."""
+    root = tmp_path_factory.mktemp("deblur_report")
+    params_file = tiny_params_file(root)
+    photos = root / "photos"
+    photos.mkdir()
+    Image.fromarray(blurred_photo()).save(photos / "shaky.png")
+    Image.fromarray(blurred_photo()[::-1, ::-1]).save(photos / "upside down.jpg", quality=90)
+    out = root / "sharp"
+    assert deblur.main(["--params", params_file, str(photos), "--out", str(out), "--report",
+                        "--noprogress"]) == 0
+    return out / "index.html"
+
+
+def test_deblur_report_in_the_browser(deblur_report, pages, tmp_path):
+    page = pages.new()
+    page.goto(deblur_report.as_uri())
+    assert wait_for_images(page) == 2 * 6  # per photo: 2 pictures, 2 in the slider, 2 crops
+    check_sorting(page)
+    check_slider(page)
+    page.screenshot(path=str(tmp_path / "deblur_report.png"), full_page=True)
