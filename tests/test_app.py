@@ -218,8 +218,8 @@ def test_the_default_model_is_the_pretrained_one(monkeypatch, params_file):
     monkeypatch.setattr(checkpoints, "pretrained_path", lambda: params_file)
     monkeypatch.setattr(checkpoints, "load_pretrained", lambda: (
         *checkpoints.load_generator(params_file), {"pretrained": "stand-in"}))
-    deblurrer = app.load_deblurrer(app.build_parser().parse_args(["--tile", "64"]))
-    assert deblurrer.provenance == {"pretrained": "stand-in"} and deblurrer.tile == 64
+    deblurrer = app.load_deblurrer(app.build_parser().parse_args(["--tile", "128"]))
+    assert deblurrer.provenance == {"pretrained": "stand-in"} and deblurrer.tile == 128
     photo = blurred_photo()
     np.testing.assert_array_equal(deblurrer(photo), Deblurrer.from_params(params_file)(photo))
 
