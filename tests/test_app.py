@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.request
@@ -249,31 +250,35 @@ def test_without_gradio_the_command_says_how_to_install_it(monkeypatch, params_f
 def test_command_serves_the_page_and_stops_on_sigterm(params_file, tmp_path):
     """The one subprocess test: the printed URL serves the page; SIGTERM stops it (130)."""
     port = free_port()
+    stderr = open(tmp_path / "stderr.txt", "w")  # a file: an unread pipe could fill and block
     proc = subprocess.Popen([sys.executable, "-m", "deblurgan_jax.app", "--params", params_file,
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
+                            stderr=stderr, text=True)
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def read_stdout():  # in a thread, so that a silent app fails the test instead of hanging it
+        for line in proc.stdout:
             lines.append(line)
             if line.startswith("open "):
-                break
+                opened.set()
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    try:
+        opened.wait(timeout=300)
         assert lines and lines[-1] == f"open http://127.0.0.1:{port}/ in a browser " \
-                                      f"(Ctrl-C to stop)\n", (lines, proc.stderr.read())
+                                      f"(Ctrl-C to stop)\n", (lines, (tmp_path / "stderr.txt").read_text())
         assert lines[0].startswith(f"serving model: params: {params_file}")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
             assert response.status == 200 and b"DeblurGAN" in response.read()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 130
-        assert "interrupted" in proc.stderr.read()
+        assert "interrupted" in (tmp_path / "stderr.txt").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        stderr.close()
 
 
 def test_readme_test_command_is_what_ci_runs():
