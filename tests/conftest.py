@@ -40,7 +40,7 @@ if ROOT not in sys.path:
 # handed out in collection order; the longest ones go first so that none is left running alone
 # at the end.
 LONGEST_FIRST = ("test_parallel.py", "test_scale.py", "test_reliability.py", "test_train.py",
-                 "test_video.py", "test_evaluate.py")
+                 "test_video.py", "test_evaluate.py", "test_browser.py", "test_app.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
