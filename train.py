@@ -10,6 +10,7 @@ DIR (fields that change the model are refused; others, e.g. num_steps, are recor
 Ctrl-C stops after the current step with a checkpoint (exit 130); a second Ctrl-C stops at once.
 Exit codes: 0 done, 1 the run failed (e.g. a diverged loss), 2 a config or usage error.
 """
+
 import os
 import signal
 import sys
@@ -20,8 +21,10 @@ def _interrupted_during_start_up(signum, frame):
     is half-written then (config.json is written atomically, checkpoints are only read), so stop
     at once, in one line, instead of a KeyboardInterrupt traceback or a wait on threads."""
     del signum, frame
-    sys.stderr.write("\ninterrupted before the first step; nothing new to save (run the same "
-                     "command to start or resume)\n")
+    sys.stderr.write(
+        "\ninterrupted before the first step; nothing new to save (run the same "
+        "command to start or resume)\n"
+    )
     sys.stderr.flush()
     os._exit(130)  # cli.EXIT_INTERRUPTED (cli may not be imported yet)
 
@@ -36,10 +39,14 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and images; "
-                    "an existing one is resumed.")
+config_flags.DEFINE_config_file(
+    "config", None, "Training config file (configs/*.py).", lock_config=True
+)
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Directory for checkpoints, TensorBoard logs and images; an existing one is resumed.",
+)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -61,8 +68,11 @@ def main(argv):
     try:
         train_lib.train_and_evaluate(config, FLAGS.workdir, progress=FLAGS.progress)
     except train_lib.NonFiniteLossError as e:
-        print(f"error: {e}\nTraining stopped; the last good checkpoint in {FLAGS.workdir} is "
-              f"kept. Lower config.learning_rate or check the data.", file=sys.stderr)
+        print(
+            f"error: {e}\nTraining stopped; the last good checkpoint in {FLAGS.workdir} is "
+            f"kept. Lower config.learning_rate or check the data.",
+            file=sys.stderr,
+        )
         return cli.EXIT_FAILED
     except train_lib.Interrupted as e:
         print(str(e), file=sys.stderr)
@@ -87,10 +97,14 @@ def parse_flags(argv):
         message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         if isinstance(e, (AttributeError, KeyError)):
             bad = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-            message = (f"unknown config field {message.strip(chr(34) + chr(39))} "
-                       f"(in {' '.join(bad)})")
-        print(f"error: {message}\nSee python train.py --helpfull; config fields are described "
-              f"in deblurgan_jax/config.py.", file=sys.stderr)
+            message = (
+                f"unknown config field {message.strip(chr(34) + chr(39))} (in {' '.join(bad)})"
+            )
+        print(
+            f"error: {message}\nSee python train.py --helpfull; config fields are described "
+            f"in deblurgan_jax/config.py.",
+            file=sys.stderr,
+        )
         sys.exit(cli.EXIT_USAGE)
 
 

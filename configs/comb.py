@@ -3,6 +3,7 @@
 python train.py --config configs/comb.py --workdir runs/comb \
   --config.data.root=/data/GoPro_Large --config.data.sharp_root=/data/coco/train2017
 """
+
 from configs import default
 
 

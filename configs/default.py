@@ -5,6 +5,7 @@ Every field, with its meaning and default, is defined in `deblurgan_jax/config.p
 start from it and change what they need. Override any field from the command line, e.g.
 `--config.batch_size=8`.
 """
+
 import ml_collections
 
 from deblurgan_jax import config as config_lib

@@ -3,6 +3,7 @@ generator and critic, 64x64 crops, the perceptual loss on the VGG16 weights lpip
 
 python train.py --config configs/demo.py --workdir runs/demo
 """
+
 from configs import default
 
 

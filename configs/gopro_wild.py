@@ -2,6 +2,7 @@
 
 python train.py --config configs/gopro_wild.py --workdir runs/wild --config.data.root=/data/GoPro_Large
 """
+
 from configs import default
 
 

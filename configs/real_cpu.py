@@ -8,6 +8,7 @@ python experiments/prepare_real_data.py DATA_DIR data/real
 python train.py --config configs/real_cpu.py --workdir runs/real_cpu \
     --config.data.root=data/real/real --config.data.sharp_root=data/real/sharp
 """
+
 from configs import default
 
 

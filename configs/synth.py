@@ -2,6 +2,7 @@
 
 python train.py --config configs/synth.py --workdir runs/synth --config.data.sharp_root=/data/coco/train2017
 """
+
 from configs import default
 
 

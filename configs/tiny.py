@@ -1,5 +1,6 @@
 """A tiny, fast config for tests: small networks, 32x32 crops, the demo photos, L1 content loss
 (no VGG), CPU in seconds."""
+
 from configs import default
 
 

@@ -26,6 +26,7 @@ batches of `batch_size` frames of one size (the generator compiles once per fram
 carried. Video encoders need an even width and height: a video of odd size is written cropped by
 one row/column (the restoration itself sees the whole frame) and a note says so on stderr.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,6 +53,7 @@ _PIL_ROUND_TRIP_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 @dataclasses.dataclass(frozen=True)
 class VideoResult:
     """What `Deblurrer.video` wrote."""
+
     path: str
     frames: int
     fps: float
@@ -73,8 +75,12 @@ def picture_from_array(array: np.ndarray) -> images.Picture:
     """A Picture of a uint8/uint16 (H, W[, 1|2|3|4]) array (NumPy, or anything NumPy converts
     without copying rules of its own, such as a jax.Array); ValueError/TypeError otherwise."""
     a = np.asarray(array)
-    if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.dtype.byteorder not in ("=", "|") \
-            and a.dtype != np.uint16:
+    if (
+        a.dtype.kind == "u"
+        and a.dtype.itemsize == 2
+        and a.dtype.byteorder not in ("=", "|")
+        and a.dtype != np.uint16
+    ):
         a = a.astype(np.uint16)  # big-endian 16 bits ('>u2'): the same values, native order
     if a.dtype not in (np.uint8, np.uint16):
         if a.dtype.kind == "f":
@@ -82,27 +88,33 @@ def picture_from_array(array: np.ndarray) -> images.Picture:
         elif a.dtype.kind == "b":
             hint = "convert a mask with x.astype(np.uint8) * 255"
         elif a.dtype.kind in "iu":
-            hint = ("convert integers of 0..255 with x.astype(np.uint8), of 0..65535 with "
-                    "x.astype(np.uint16)")
+            hint = (
+                "convert integers of 0..255 with x.astype(np.uint8), of 0..65535 with "
+                "x.astype(np.uint16)"
+            )
         else:
             hint = "pixels must be unsigned 8- or 16-bit integers"
         raise TypeError(f"images must be uint8 or uint16 arrays, got {a.dtype} ({hint})")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[-1] not in _ARRAY_CHANNELS:
-        raise ValueError(f"images must be (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or "
-                         f"(H, W, 4) arrays, got shape {np.shape(array)}")
+        raise ValueError(
+            f"images must be (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or "
+            f"(H, W, 4) arrays, got shape {np.shape(array)}"
+        )
     gray = a.shape[-1] <= 2
     color = a[..., 0] if gray else a[..., :3]
     alpha = a[..., -1] if a.shape[-1] in (2, 4) else None
-    return images.Picture(np.ascontiguousarray(color),
-                          None if alpha is None else np.ascontiguousarray(alpha))
+    return images.Picture(
+        np.ascontiguousarray(color), None if alpha is None else np.ascontiguousarray(alpha)
+    )
 
 
 def _is_array(x: Any) -> bool:
     """NumPy arrays and arrays of other libraries that hand NumPy their pixels (jax.Array)."""
-    return isinstance(x, np.ndarray) or (hasattr(x, "__array__") and hasattr(x, "shape")
-                                         and hasattr(x, "dtype"))
+    return isinstance(x, np.ndarray) or (
+        hasattr(x, "__array__") and hasattr(x, "shape") and hasattr(x, "dtype")
+    )
 
 
 def array_from_picture(picture: images.Picture, like_shape: tuple[int, ...]) -> np.ndarray:
@@ -128,8 +140,9 @@ def pil_from_picture(picture: images.Picture, like: Any) -> Any:
         out = color
     else:
         bands = [color] if picture.grayscale else list(color.split())
-        out = Image.merge("LA" if picture.grayscale else "RGBA",
-                          bands + [Image.fromarray(picture.alpha)])
+        out = Image.merge(
+            "LA" if picture.grayscale else "RGBA", bands + [Image.fromarray(picture.alpha)]
+        )
     if like.mode in _PIL_ROUND_TRIP_MODES:
         out = out.convert(like.mode)
     if picture.icc_profile:
@@ -140,8 +153,10 @@ def pil_from_picture(picture: images.Picture, like: Any) -> Any:
 def _check_size(picture: images.Picture) -> None:
     height, width = picture.color.shape[:2]
     if min(height, width) < MIN_SIDE:
-        raise ValueError(f"a {width}x{height} image is too small (the generator needs at least "
-                         f"{MIN_SIDE}x{MIN_SIDE} pixels)")
+        raise ValueError(
+            f"a {width}x{height} image is too small (the generator needs at least "
+            f"{MIN_SIDE}x{MIN_SIDE} pixels)"
+        )
 
 
 def _padded_size(count: int, batch_size: int) -> int:
@@ -152,7 +167,7 @@ def _padded_size(count: int, batch_size: int) -> int:
 
 def _even(frame: np.ndarray) -> np.ndarray:
     """The frame without its last row/column where its height/width is odd."""
-    return frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2]
+    return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,10 +195,17 @@ class Deblurrer:
     The generator compiles once per image size (and batch size), on the first call with it.
     """
 
-    def __init__(self, params: Mapping[str, Any], model_config: Mapping[str, Any], *,
-                 tile: int | None = DEFAULT_TILE, tile_overlap: int | None = None,
-                 dropout_seed: int | None = None, conv_impl: str = "auto",
-                 provenance: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        model_config: Mapping[str, Any],
+        *,
+        tile: int | None = DEFAULT_TILE,
+        tile_overlap: int | None = None,
+        dropout_seed: int | None = None,
+        conv_impl: str = "auto",
+        provenance: Mapping[str, Any] | None = None,
+    ):
         import jax
 
         from deblurgan_jax.networks import inference, models
@@ -192,18 +214,23 @@ class Deblurrer:
         self.model_config = checkpoints.full_generator_config(model_config)
         tile = tile or None
         if tile is not None:
-            overlap = (inference.default_tile_overlap(self.model_config["n_blocks"])
-                       if tile_overlap is None else tile_overlap)
+            overlap = (
+                inference.default_tile_overlap(self.model_config["n_blocks"])
+                if tile_overlap is None
+                else tile_overlap
+            )
             if tile < 0 or tile % 4 or overlap < 0 or overlap % 4 or tile <= overlap:
-                raise ValueError(f"tile ({tile}) and tile_overlap ({overlap}) must be "
-                                 f"non-negative multiples of 4, the tile larger than the overlap")
+                raise ValueError(
+                    f"tile ({tile}) and tile_overlap ({overlap}) must be "
+                    f"non-negative multiples of 4, the tile larger than the overlap"
+                )
         self.tile, self.tile_overlap, self.dropout_seed = tile, tile_overlap, dropout_seed
         self.generator = models.build_generator(self.model_config, conv_impl=conv_impl)
         self.params = jax.device_put(params)  # once, not at every call
         self.provenance = dict(provenance or {})
-        self._infer = inference.make_inference_fn(self.generator, tile=tile,
-                                                  overlap=tile_overlap,
-                                                  dropout_seed=dropout_seed)
+        self._infer = inference.make_inference_fn(
+            self.generator, tile=tile, overlap=tile_overlap, dropout_seed=dropout_seed
+        )
 
     # ---------------------------------------------------------------------- constructors
 
@@ -212,9 +239,9 @@ class Deblurrer:
         """From a generator params file (`python -m deblurgan_jax.export`, or converted
         official weights): `path` and the `.json` model config beside it."""
         from deblurgan_jax.weights import checkpoints
+
         params, model_config = checkpoints.load_generator(os.fspath(path))
-        return cls(params, model_config, provenance={"params": os.path.abspath(path)},
-                   **options)
+        return cls(params, model_config, provenance={"params": os.path.abspath(path)}, **options)
 
     @classmethod
     def pretrained(cls, **options: Any) -> Deblurrer:
@@ -226,19 +253,27 @@ class Deblurrer:
         return cls(params, model_config, provenance=provenance, **options)
 
     @classmethod
-    def from_workdir(cls, workdir: str | os.PathLike[str], which: str = "best",
-                     weights: str = "auto", **options: Any) -> Deblurrer:
+    def from_workdir(
+        cls,
+        workdir: str | os.PathLike[str],
+        which: str = "best",
+        weights: str = "auto",
+        **options: Any,
+    ) -> Deblurrer:
         """From a training run (`train.py --workdir DIR`): its 'best' checkpoint by eval PSNR
         (needs a run with config.eval_every > 0) or its 'latest'; `weights` 'auto' (the EMA of
         the weights when the run keeps one), 'ema' or 'raw'."""
         from deblurgan_jax.weights import checkpoints
+
         try:
             params, model_config, provenance = checkpoints.load_generator_from_workdir(
-                os.fspath(workdir), which, weights)
+                os.fspath(workdir), which, weights
+            )
         except checkpoints.RunError as e:
             if which == "best" and "no evaluated checkpoint" in str(e):
-                raise checkpoints.RunError(f"{e}; use which='latest' for the latest "
-                                           f"checkpoint") from None
+                raise checkpoints.RunError(
+                    f"{e}; use which='latest' for the latest checkpoint"
+                ) from None
             raise
         return cls(params, model_config, provenance=provenance, **options)
 
@@ -248,21 +283,25 @@ class Deblurrer:
         converted on the fly. Needs PyTorch to read the file (`pip install torch`, the CPU build
         is enough); `python -m deblurgan_jax.convert generator` converts it once instead."""
         from deblurgan_jax.weights import torch_weights
+
         if importlib.util.find_spec("torch") is None:
-            raise ImportError("Deblurrer.from_official reads .pth files with PyTorch, which is "
-                              "not installed: pip install torch (the CPU build is enough), or "
-                              "convert the file once elsewhere with python -m "
-                              "deblurgan_jax.convert generator --pth FILE --out g.msgpack and "
-                              "use Deblurrer.from_params")
+            raise ImportError(
+                "Deblurrer.from_official reads .pth files with PyTorch, which is "
+                "not installed: pip install torch (the CPU build is enough), or "
+                "convert the file once elsewhere with python -m "
+                "deblurgan_jax.convert generator --pth FILE --out g.msgpack and "
+                "use Deblurrer.from_params"
+            )
         sd = torch_weights.load_torch_state_dict(os.fspath(pth))
         params, model_config = torch_weights.generator_params_from_state_dict(sd)
-        return cls(params, model_config, provenance={"official": os.path.abspath(pth)},
-                   **options)
+        return cls(params, model_config, provenance={"official": os.path.abspath(pth)}, **options)
 
     def __repr__(self) -> str:
         c = self.model_config
-        return (f"Deblurrer(ngf={c['ngf']}, n_blocks={c['n_blocks']}, tile={self.tile}, "
-                f"conv_impl={self.generator.conv_impl!r}, source={self.provenance})")
+        return (
+            f"Deblurrer(ngf={c['ngf']}, n_blocks={c['n_blocks']}, tile={self.tile}, "
+            f"conv_impl={self.generator.conv_impl!r}, source={self.provenance})"
+        )
 
     # ---------------------------------------------------------------------- images
 
@@ -285,14 +324,16 @@ class Deblurrer:
             return pil_from_picture(self.restore_picture(images.picture_from_pil(image)), image)
         if not _is_array(image):
             raise TypeError(f"expected a NumPy array or a PIL image, got {type(image).__name__}")
-        out = array_from_picture(self.restore_picture(picture_from_array(image)),
-                                 tuple(image.shape))
+        out = array_from_picture(
+            self.restore_picture(picture_from_array(image)), tuple(image.shape)
+        )
         if np.dtype(image.dtype).byteorder == ">":
             out = out.astype(image.dtype)  # back in the byte order it came in
         return out
 
-    def deblur_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                    overwrite: bool = False) -> None:
+    def deblur_file(
+        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> None:
         """Restores an image file into `dst` in the input's format (EXIF orientation applied,
         grayscale, alpha and 16 bits kept; see images.py). Never replaces `src`, nor an
         existing `dst` unless `overwrite`."""
@@ -307,8 +348,9 @@ class Deblurrer:
 
     # ---------------------------------------------------------------------- videos
 
-    def restore_frames(self, frames: Iterable[np.ndarray], batch_size: int = 4
-                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def restore_frames(
+        self, frames: Iterable[np.ndarray], batch_size: int = 4
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(frame, restored frame) for each frame, restored in batches of `batch_size`
         consecutive frames of one shape. A short batch (the last one, or before a size change)
         is padded with copies of its last frame to the next power of two (at most
@@ -325,8 +367,9 @@ class Deblurrer:
             batch: list[np.ndarray] = []
             for frame in frames:
                 if not isinstance(frame, np.ndarray):
-                    raise TypeError(f"video frames must be NumPy arrays, got "
-                                    f"{type(frame).__name__}")
+                    raise TypeError(
+                        f"video frames must be NumPy arrays, got {type(frame).__name__}"
+                    )
                 if batch and (len(batch) == batch_size or key(frame) != key(batch[0])):
                     yield batch
                     batch = []
@@ -337,17 +380,25 @@ class Deblurrer:
         def restored() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for batch in batches():
                 pictures = [picture_from_array(f) for f in batch]
-                padded = pictures + [pictures[-1]] * (_padded_size(len(pictures), batch_size)
-                                                      - len(pictures))
+                padded = pictures + [pictures[-1]] * (
+                    _padded_size(len(pictures), batch_size) - len(pictures)
+                )
                 for frame, out in zip(batch, self.restore_pictures(padded)):
                     yield frame, array_from_picture(out, frame.shape)
 
         return restored()  # batch_size is checked on the call, frames are read lazily
 
-    def video(self, src: str | os.PathLike[str] | Iterable[np.ndarray],
-              dst: str | os.PathLike[str] | None = None, *, side_by_side: bool = False,
-              batch_size: int = 4, progress: bool = True, fps: float | None = None,
-              overwrite: bool = False) -> VideoResult | Iterator[np.ndarray]:
+    def video(
+        self,
+        src: str | os.PathLike[str] | Iterable[np.ndarray],
+        dst: str | os.PathLike[str] | None = None,
+        *,
+        side_by_side: bool = False,
+        batch_size: int = 4,
+        progress: bool = True,
+        fps: float | None = None,
+        overwrite: bool = False,
+    ) -> VideoResult | Iterator[np.ndarray]:
         """Restores every frame of a video.
 
         Args:
@@ -369,19 +420,31 @@ class Deblurrer:
           video.VideoError naming the file when `src` cannot be read, or decodes fewer frames
           than it announces (truncated): nothing is written then. Audio is not carried.
         """
-        if src is None or isinstance(src, (bytes, bytearray)) \
-                or not isinstance(src, (str, os.PathLike)) and not hasattr(src, "__iter__"):
-            raise TypeError(f"src must be a video file path (str or os.PathLike) or an iterable "
-                            f"of frames, got {type(src).__name__}")
+        if (
+            src is None
+            or isinstance(src, (bytes, bytearray))
+            or not isinstance(src, (str, os.PathLike))
+            and not hasattr(src, "__iter__")
+        ):
+            raise TypeError(
+                f"src must be a video file path (str or os.PathLike) or an iterable "
+                f"of frames, got {type(src).__name__}"
+            )
         if dst is not None:
             if not isinstance(dst, (str, os.PathLike)) or isinstance(os.fspath(dst), bytes):
-                raise TypeError(f"dst must be a video file path (str or os.PathLike) or None, "
-                                f"got {type(dst).__name__}")
+                raise TypeError(
+                    f"dst must be a video file path (str or os.PathLike) or None, "
+                    f"got {type(dst).__name__}"
+                )
             dst = os.fspath(dst)
             if isinstance(src, (str, os.PathLike)) and files.same_file(src, dst):
                 raise FileExistsError(f"{dst}: is the input video itself; choose another output")
-        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float))
-                                or not math.isfinite(fps) or fps <= 0):
+        if fps is not None and (
+            isinstance(fps, bool)
+            or not isinstance(fps, (int, float))
+            or not math.isfinite(fps)
+            or fps <= 0
+        ):
             raise ValueError(f"fps must be a positive number or None (the source's), got {fps!r}")
         frames, total, source_fps, name = self._open_source(src)
         restored = self._stream(frames, total, name, side_by_side, batch_size, progress)
@@ -410,15 +473,22 @@ class Deblurrer:
 
         return checked(), info.frame_count, info.fps, os.path.basename(path)
 
-    def _stream(self, frames, total, name, side_by_side, batch_size, progress
-                ) -> Iterator[np.ndarray]:
+    def _stream(
+        self, frames, total, name, side_by_side, batch_size, progress
+    ) -> Iterator[np.ndarray]:
         from tqdm import tqdm
 
         pairs = self.restore_frames(frames, batch_size)  # checks batch_size now
 
         def stream() -> Iterator[np.ndarray]:
-            with tqdm(total=total, desc=name, unit="frame", disable=not progress,
-                      dynamic_ncols=True, file=sys.stderr) as bar:
+            with tqdm(
+                total=total,
+                desc=name,
+                unit="frame",
+                disable=not progress,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            ) as bar:
                 for frame, restored in pairs:
                     bar.update(1)
                     yield np.concatenate([frame, restored], axis=1) if side_by_side else restored
@@ -426,8 +496,7 @@ class Deblurrer:
         return stream()
 
     @staticmethod
-    def _write(frames: Iterator[np.ndarray], dst: str, fps: float, overwrite: bool
-               ) -> VideoResult:
+    def _write(frames: Iterator[np.ndarray], dst: str, fps: float, overwrite: bool) -> VideoResult:
         writer = video.VideoWriter(dst, fps=fps, overwrite=overwrite)
         cropped_from = None
         with writer:
@@ -435,9 +504,12 @@ class Deblurrer:
                 even = _even(frame)
                 if even.shape != frame.shape and cropped_from is None:
                     cropped_from = (frame.shape[1], frame.shape[0])
-                    print(f"note: {dst}: the {frame.shape[1]}x{frame.shape[0]} frames are "
-                          f"written as {even.shape[1]}x{even.shape[0]} (video encoders need an "
-                          f"even width and height)", file=sys.stderr)
+                    print(
+                        f"note: {dst}: the {frame.shape[1]}x{frame.shape[0]} frames are "
+                        f"written as {even.shape[1]}x{even.shape[0]} (video encoders need an "
+                        f"even width and height)",
+                        file=sys.stderr,
+                    )
                 writer.write(even)
         assert writer.size is not None  # a video with no frame raised in close()
         width, height = writer.size

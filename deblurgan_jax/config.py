@@ -10,6 +10,7 @@ with the one it was started with: fields that change what the checkpoint holds (
 `model.conv_impl`, EMA on/off) are refused; any other change (e.g. `num_steps`) is allowed and
 reported, so the run directory can record it.
 """
+
 from __future__ import annotations
 
 import math
@@ -227,6 +228,7 @@ def _number(low: float, high: float, open_high: bool = False):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return False
         return low <= v < high if open_high else low <= v <= high
+
     return ok
 
 
@@ -237,11 +239,14 @@ def _one_of(choices):
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first invalid field of a training config."""
     checks = [
-        ("seed", _int(0, 2 ** 31 - 1), "an integer in [0, 2^31)"),
+        ("seed", _int(0, 2**31 - 1), "an integer in [0, 2^31)"),
         ("num_steps", _int(1), "a positive integer (the training steps to run to)"),
         ("batch_size", _int(1), "a positive integer (the global batch)"),
-        ("crop_size", lambda v: _int(8)(v) and v % 4 == 0,
-         "a multiple of 4 of at least 8 (the generator has two stride-2 stages)"),
+        (
+            "crop_size",
+            lambda v: _int(8)(v) and v % 4 == 0,
+            "a multiple of 4 of at least 8 (the generator has two stride-2 stages)",
+        ),
         ("n_critic", _int(1), "a positive integer"),
         ("critic_batches", _one_of(CRITIC_BATCHES), f"one of {CRITIC_BATCHES}"),
         ("learning_rate", lambda v: _number(0, 1)(v) and v > 0, "a number in (0, 1]"),
@@ -266,12 +271,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("model.zero_init_head", _one_of((True, False)), "true or false"),
         ("model.ndf", _int(1), "a positive integer"),
         ("model.n_layers", _int(1, 6), "an integer in 1..6"),
-        ("model.conv_impl", _one_of(conv_ops.CONV_IMPL_CHOICES),
-         f"one of {conv_ops.CONV_IMPL_CHOICES}"),
+        (
+            "model.conv_impl",
+            _one_of(conv_ops.CONV_IMPL_CHOICES),
+            f"one of {conv_ops.CONV_IMPL_CHOICES}",
+        ),
         ("loss.gan", _one_of(losses.ADVERSARIAL_KINDS), f"one of {losses.ADVERSARIAL_KINDS}"),
         ("loss.gp_weight", _number(0, math.inf), "a non-negative number"),
-        ("loss.critic_reduction", _one_of(losses.CRITIC_REDUCTIONS),
-         f"one of {losses.CRITIC_REDUCTIONS}"),
+        (
+            "loss.critic_reduction",
+            _one_of(losses.CRITIC_REDUCTIONS),
+            f"one of {losses.CRITIC_REDUCTIONS}",
+        ),
         ("loss.adversarial_weight", _number(0, math.inf), "a non-negative number"),
         ("loss.content", _one_of(losses.CONTENT_KINDS), f"one of {losses.CONTENT_KINDS}"),
         ("loss.content_weight", _number(0, math.inf), "a non-negative number"),
@@ -295,19 +306,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check(config, key, ok, expected)
     blur = config.data.blur
     if blur.max_len > blur.canvas - 4:
-        raise ConfigError(f"config.data.blur.max_len ({blur.max_len}) must be at most "
-                          f"config.data.blur.canvas - 4 ({blur.canvas - 4}) so that every "
-                          f"trajectory fits its kernel")
+        raise ConfigError(
+            f"config.data.blur.max_len ({blur.max_len}) must be at most "
+            f"config.data.blur.canvas - 4 ({blur.canvas - 4}) so that every "
+            f"trajectory fits its kernel"
+        )
     if blur.expl is not None and not _number(0, 1)(blur.expl):
-        raise ConfigError(f"config.data.blur.expl must be a number in [0, 1] or None, "
-                          f"got {blur.expl!r}")
+        raise ConfigError(
+            f"config.data.blur.expl must be a number in [0, 1] or None, got {blur.expl!r}"
+        )
     if config.data.source in ("gopro", "paired", "ab", "comb") and not config.data.root:
-        raise ConfigError(f"config.data.root must name the folder of the "
-                          f"{config.data.source!r} pairs, e.g. "
-                          f"--config.data.root=/data/GoPro_Large")
+        raise ConfigError(
+            f"config.data.root must name the folder of the "
+            f"{config.data.source!r} pairs, e.g. "
+            f"--config.data.root=/data/GoPro_Large"
+        )
     if config.data.source in ("synthetic", "comb") and not config.data.sharp_root:
-        raise ConfigError(f"config.data.sharp_root must name a folder of sharp photos for "
-                          f"config.data.source={config.data.source!r}")
+        raise ConfigError(
+            f"config.data.sharp_root must name a folder of sharp photos for "
+            f"config.data.source={config.data.source!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,8 +337,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 RESUMABLE_MODEL_FIELDS = ("conv_impl",)
 
 
-def flatten(config: Mapping[str, Any] | ml_collections.ConfigDict, prefix: str = ""
-            ) -> dict[str, Any]:
+def flatten(
+    config: Mapping[str, Any] | ml_collections.ConfigDict, prefix: str = ""
+) -> dict[str, Any]:
     """{'a.b.c': value} of a nested config (ConfigDict or the dict read from config.json)."""
     items = config.items() if hasattr(config, "items") else ()
     out: dict[str, Any] = {}
@@ -337,27 +356,35 @@ def _ema_on(decay: Any) -> bool:
     return float(decay or 0.0) > 0.0
 
 
-def resume_changes(stored: Mapping[str, Any], config: ml_collections.ConfigDict
-                   ) -> dict[str, tuple[Any, Any]]:
+def resume_changes(
+    stored: Mapping[str, Any], config: ml_collections.ConfigDict
+) -> dict[str, tuple[Any, Any]]:
     """{field: (stored value, new value)} of the fields a resume changes.
 
     Raises ConfigError naming every changed field that the checkpoints cannot follow.
     """
     old, new = flatten(stored), flatten(config.to_dict())
-    changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k)}
-    refused = [k for k in changes
-               if (k.startswith("model.") and k[len("model."):] not in RESUMABLE_MODEL_FIELDS)
-               or (k == "ema_decay" and _ema_on(changes[k][0]) != _ema_on(changes[k][1]))]
+    changes = {
+        k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    }
+    refused = [
+        k
+        for k in changes
+        if (k.startswith("model.") and k[len("model.") :] not in RESUMABLE_MODEL_FIELDS)
+        or (k == "ema_decay" and _ema_on(changes[k][0]) != _ema_on(changes[k][1]))
+    ]
     if refused:
         ema_only = refused == ["ema_decay"]
         raise ConfigError(
-            ("this run's checkpoints were made with the EMA of the weights switched "
-             f"{'on' if _ema_on(changes['ema_decay'][0]) else 'off'}; resuming cannot switch it. "
-             if ema_only else
-             "this run's checkpoints were made with another model; resuming would not fit "
-             "them. ")
-            + "Changed: " + ", ".join(f"config.{k} {changes[k][0]!r} -> {changes[k][1]!r}"
-                                    for k in refused)
-            + ". Undo the change, or start a new --workdir.")
+            (
+                "this run's checkpoints were made with the EMA of the weights switched "
+                f"{'on' if _ema_on(changes['ema_decay'][0]) else 'off'}; resuming cannot switch it. "
+                if ema_only
+                else "this run's checkpoints were made with another model; resuming would not fit "
+                "them. "
+            )
+            + "Changed: "
+            + ", ".join(f"config.{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused)
+            + ". Undo the change, or start a new --workdir."
+        )
     return changes

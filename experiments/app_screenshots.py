@@ -7,6 +7,7 @@ docs/report.png (the top of an `evaluate --save-images` report on the demo photo
 Needs the app extra (Gradio), Playwright and a Chromium binary on PATH (`apt-get install
 chromium`). The PNGs are reduced to 256 colours to stay small in the repository.
 """
+
 import argparse
 import os
 import shutil
@@ -28,14 +29,14 @@ VIEWPORT = {"width": 1200, "height": 820}
 
 def small_png(src: str, dst: str) -> None:
     with Image.open(src) as image:
-        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
-            dst, optimize=True)
+        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(dst, optimize=True)
     print(dst, os.path.getsize(dst), "bytes")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--params", help="generator params file (default: the pretrained model)")
     p.add_argument("--example", default="kwentar_106.jpg", help="example photo to restore")
     args = p.parse_args()
@@ -56,16 +57,29 @@ def main() -> None:
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(url)
             page.locator("#photo-in input[type=file]").set_input_files(
-                os.path.join(app.EXAMPLES_DIR, args.example))
+                os.path.join(app.EXAMPLES_DIR, args.example)
+            )
             page.locator("#download").wait_for(state="visible", timeout=600_000)
             page.wait_for_timeout(1000)
             page.screenshot(path=os.path.join(work, "app.png"), full_page=True)
 
             out = os.path.join(work, "eval")
             model = ["--params", args.params] if args.params else []  # default: pretrained
-            evaluate.main(model + ["--data", "demo", "--out", out, "--save-images",
-                                   "--max-images", "3", "--noprogress", "--metrics",
-                                   "psnr,ssim"])
+            evaluate.main(
+                model
+                + [
+                    "--data",
+                    "demo",
+                    "--out",
+                    out,
+                    "--save-images",
+                    "--max-images",
+                    "3",
+                    "--noprogress",
+                    "--metrics",
+                    "psnr,ssim",
+                ]
+            )
             page = browser.new_page(viewport=VIEWPORT)
             page.goto("file://" + os.path.join(out, "index.html"))
             page.locator("#per-image-table").scroll_into_view_if_needed()

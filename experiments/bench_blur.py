@@ -12,6 +12,7 @@ and `blur` throughput on a 256x256x3 image with a 64x64 kernel.
 
 Usage: python experiments/bench_blur.py [--n 1000] [--n-loop 10] [--n-blur 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,13 @@ from deblurgan_jax.blurring import motion_blur as blur_lib
 CANVAS, ITERS, MAX_LEN = 64, 2000, 60.0
 
 
-def original_style_kernel(rng: np.random.Generator, canvas: int = CANVAS, iters: int = ITERS,
-                          max_len: float = MAX_LEN, fraction: float = 1.0) -> np.ndarray:
+def original_style_kernel(
+    rng: np.random.Generator,
+    canvas: int = CANVAS,
+    iters: int = ITERS,
+    max_len: float = MAX_LEN,
+    fraction: float = 1.0,
+) -> np.ndarray:
     """One kernel computed as the original scripts do (NumPy scalars, per-sample branches)."""
     expl = 0.1 * rng.uniform(0, 1)
     centripetal = 0.7 * rng.uniform(0, 1)
@@ -51,18 +57,21 @@ def original_style_kernel(rng: np.random.Generator, canvas: int = CANVAS, iters:
             next_direction = 0
         dv = next_direction + expl * (
             gaussian_shake * complex(real=rng.standard_normal(), imag=rng.standard_normal())
-            - centripetal * x[t]) * (max_len / (iters - 1))
+            - centripetal * x[t]
+        ) * (max_len / (iters - 1))
         v += dv
         v = (v / float(np.abs(v))) * (max_len / float(iters - 1))
         x[t + 1] = x[t] + v
     x += complex(real=-np.min(x.real), imag=-np.min(x.imag))
-    x = x - complex(real=x[0].real % 1., imag=x[0].imag % 1.) + complex(1, 1)
-    x += complex(real=math.ceil((canvas - max(x.real)) / 2),
-                 imag=math.ceil((canvas - max(x.imag)) / 2))
+    x = x - complex(real=x[0].real % 1.0, imag=x[0].imag % 1.0) + complex(1, 1)
+    x += complex(
+        real=math.ceil((canvas - max(x.real)) / 2), imag=math.ceil((canvas - max(x.imag)) / 2)
+    )
     # generate_PSF.fit for one fraction: its exposure bookkeeping and index clamping (to
     # canvas - 2, where the original's canvas - 1 can index past the canvas), then the sum-1
     # normalisation this project adds.
     psf = np.zeros((canvas, canvas))
+
     def triangle(d):
         return np.maximum(0, (1 - np.abs(d)))
 
@@ -86,8 +95,9 @@ def original_style_kernel(rng: np.random.Generator, canvas: int = CANVAS, iters:
     return psf / psf.sum()
 
 
-def lean_loop_kernel(rng: np.random.Generator, canvas: int = CANVAS, iters: int = ITERS,
-                     max_len: float = MAX_LEN) -> np.ndarray:
+def lean_loop_kernel(
+    rng: np.random.Generator, canvas: int = CANVAS, iters: int = ITERS, max_len: float = MAX_LEN
+) -> np.ndarray:
     """One full-exposure kernel, step by step on plain Python numbers."""
     expl = 0.1 * rng.uniform()
     centripetal = 0.7 * rng.uniform()
@@ -112,8 +122,10 @@ def lean_loop_kernel(rng: np.random.Generator, canvas: int = CANVAS, iters: int 
     x = [p - complex(min_col, min_row) for p in x]
     snap = complex(x[0].real % 1 - 1, x[0].imag % 1 - 1)
     x = [p - snap for p in x]
-    shift = complex(math.ceil((canvas - max(p.real for p in x)) / 2),
-                    math.ceil((canvas - max(p.imag for p in x)) / 2))
+    shift = complex(
+        math.ceil((canvas - max(p.real for p in x)) / 2),
+        math.ceil((canvas - max(p.imag for p in x)) / 2),
+    )
     x = [p + shift for p in x]
     # Bilinear splat, sample by sample.
     kernel = np.zeros((canvas, canvas))
@@ -170,21 +182,45 @@ def main() -> None:
 
     blur_s = _best_seconds(blur_all, args.repeats)
 
-    print(json.dumps({
-        "benchmark": "deblurgan_jax.blur",
-        "settings": {"canvas": CANVAS, "iters": ITERS, "max_len": MAX_LEN, "fractions": [1.0],
-                     "n_vectorised": args.n, "n_loop": args.n_loop, "repeats": args.repeats},
-        "kernels_per_s": {"vectorised": round(vec_rate, 1),
-                          "original_style_loop": round(original_rate, 2),
-                          "lean_python_loop": round(lean_rate, 2)},
-        "speedup": {"vs_original_style_loop": round(vec_rate / original_rate, 1),
-                    "vs_lean_python_loop": round(vec_rate / lean_rate, 1)},
-        "blur": {"image": [256, 256, 3], "kernel": [CANVAS, CANVAS],
-                 "images_per_s": round(args.n_blur / blur_s, 1)},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "scipy": scipy.__version__},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "deblurgan_jax.blur",
+                "settings": {
+                    "canvas": CANVAS,
+                    "iters": ITERS,
+                    "max_len": MAX_LEN,
+                    "fractions": [1.0],
+                    "n_vectorised": args.n,
+                    "n_loop": args.n_loop,
+                    "repeats": args.repeats,
+                },
+                "kernels_per_s": {
+                    "vectorised": round(vec_rate, 1),
+                    "original_style_loop": round(original_rate, 2),
+                    "lean_python_loop": round(lean_rate, 2),
+                },
+                "speedup": {
+                    "vs_original_style_loop": round(vec_rate / original_rate, 1),
+                    "vs_lean_python_loop": round(vec_rate / lean_rate, 1),
+                },
+                "blur": {
+                    "image": [256, 256, 3],
+                    "kernel": [CANVAS, CANVAS],
+                    "images_per_s": round(args.n_blur / blur_s, 1),
+                },
+                "machine": {
+                    "platform": platform.platform(),
+                    "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "numpy": np.__version__,
+                    "scipy": scipy.__version__,
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

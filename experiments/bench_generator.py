@@ -5,6 +5,7 @@ Prints one JSON object. Peak memory is measured per framework in a fresh subproc
 the process's peak resident set), so one framework's allocations do not hide the other's.
 Usage: python experiments/bench_generator.py [--repeats 5] [--sizes 256x256,720x1280]
 """
+
 import argparse
 import json
 import os
@@ -21,6 +22,7 @@ def time_jax(h, w, repeats):
     import jax
     import jax.numpy as jnp
     import numpy as np
+
     sys.path.insert(0, ROOT)
     from deblurgan_jax.networks import models
 
@@ -36,12 +38,17 @@ def time_jax(h, w, repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(fwd(params, x))
         times.append(time.perf_counter() - t0)
-    return {"median_s": sorted(times)[len(times) // 2], "min_s": min(times),
-            "first_call_s": compile_s, "conv_impl": net.conv_impl}
+    return {
+        "median_s": sorted(times)[len(times) // 2],
+        "min_s": min(times),
+        "first_call_s": compile_s,
+        "conv_impl": net.conv_impl,
+    }
 
 
 def time_torch(h, w, repeats):
     import torch
+
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import torch_reference as ref
 
@@ -54,8 +61,11 @@ def time_torch(h, w, repeats):
             t0 = time.perf_counter()
             net(x)
             times.append(time.perf_counter() - t0)
-    return {"median_s": sorted(times)[len(times) // 2], "min_s": min(times),
-            "threads": torch.get_num_threads()}
+    return {
+        "median_s": sorted(times)[len(times) // 2],
+        "min_s": min(times),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def child(framework, h, w, repeats):
@@ -73,23 +83,44 @@ def main():
     if args.child:
         fw, h, w = args.child
         return child(fw, int(h), int(w), args.repeats)
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "python": platform.python_version()},
-               "batch": 1, "model": "ResnetGenerator(ngf=64, n_blocks=9)", "sizes": {}}
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "batch": 1,
+        "model": "ResnetGenerator(ngf=64, n_blocks=9)",
+        "sizes": {},
+    }
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     for size in args.sizes.split(","):
         h, w = map(int, size.split("x"))
         row = {}
         for fw in ("jax", "torch"):
-            r = subprocess.run([sys.executable, __file__, "--repeats", str(args.repeats),
-                                "--child", fw, str(h), str(w)], env=env, capture_output=True,
-                               text=True, check=True)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--repeats",
+                    str(args.repeats),
+                    "--child",
+                    fw,
+                    str(h),
+                    str(w),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row[fw] = json.loads(r.stdout.strip().splitlines()[-1])
         row["jax_over_torch"] = row["jax"]["median_s"] / row["torch"]["median_s"]
         row["target_ratio"] = 0.8
         results["sizes"][size] = row
     import jax
     import torch
+
     results["versions"] = {"jax": jax.__version__, "torch": torch.__version__}
     print(json.dumps(results, indent=2))
 

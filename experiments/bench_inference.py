@@ -10,6 +10,7 @@ resized up.
 
 Usage: python experiments/bench_inference.py [--repeats 1] [--tile 1024] [--skip-tiled]
 """
+
 import argparse
 import json
 import os
@@ -25,12 +26,13 @@ BIG_HEIGHT, BIG_WIDTH = 3000, 4000
 
 
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def bench_jax(repeats: int) -> dict:
     import jax
     import numpy as np
+
     sys.path.insert(0, ROOT)
     from deblurgan_jax.networks import inference, models
 
@@ -46,12 +48,12 @@ def bench_jax(repeats: int) -> dict:
         start = time.perf_counter()
         jax.block_until_ready(restore(params, x))
         times.append(time.perf_counter() - start)
-    return {"seconds_per_image": min(times), "first_call_s": first,
-            "peak_rss_gib": peak_rss_gib()}
+    return {"seconds_per_image": min(times), "first_call_s": first, "peak_rss_gib": peak_rss_gib()}
 
 
 def bench_torch(repeats: int) -> dict:
     import torch
+
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import torch_reference as ref
 
@@ -64,8 +66,11 @@ def bench_torch(repeats: int) -> dict:
             start = time.perf_counter()
             net(x)
             times.append(time.perf_counter() - start)
-    return {"seconds_per_image": min(times), "threads": torch.get_num_threads(),
-            "peak_rss_gib": peak_rss_gib()}
+    return {
+        "seconds_per_image": min(times),
+        "threads": torch.get_num_threads(),
+        "peak_rss_gib": peak_rss_gib(),
+    }
 
 
 def bench_tiled(tile: int) -> dict:
@@ -73,11 +78,13 @@ def bench_tiled(tile: int) -> dict:
     import numpy as np
     import skimage.data
     from PIL import Image
+
     sys.path.insert(0, ROOT)
     from deblurgan_jax.networks import inference, models
 
-    photo = np.asarray(Image.fromarray(skimage.data.coffee()).resize((BIG_WIDTH, BIG_HEIGHT),
-                                                                      Image.BICUBIC))
+    photo = np.asarray(
+        Image.fromarray(skimage.data.coffee()).resize((BIG_WIDTH, BIG_HEIGHT), Image.BICUBIC)
+    )
     x = (photo.astype(np.float32) / 127.5 - 1.0)[None]
     del photo
     g = models.build_generator(models.DEFAULT_GENERATOR_CONFIG)  # conv_impl auto
@@ -87,17 +94,32 @@ def bench_tiled(tile: int) -> dict:
     y = inference.restore_tiled(g, params, x, tile=tile)
     seconds = time.perf_counter() - start
     assert y.shape == x.shape and np.all(np.isfinite(y))
-    return {"image": f"{BIG_WIDTH}x{BIG_HEIGHT}", "tile": tile,
-            "overlap": inference.default_tile_overlap(g.n_blocks),
-            "num_tiles": len(inference.tile_grid(BIG_HEIGHT, BIG_WIDTH, tile,
-                                                inference.default_tile_overlap(g.n_blocks))),
-            "seconds": seconds, "peak_rss_gib": peak_rss_gib(),
-            "peak_rss_before_inference_gib": before}
+    return {
+        "image": f"{BIG_WIDTH}x{BIG_HEIGHT}",
+        "tile": tile,
+        "overlap": inference.default_tile_overlap(g.n_blocks),
+        "num_tiles": len(
+            inference.tile_grid(
+                BIG_HEIGHT, BIG_WIDTH, tile, inference.default_tile_overlap(g.n_blocks)
+            )
+        ),
+        "seconds": seconds,
+        "peak_rss_gib": peak_rss_gib(),
+        "peak_rss_before_inference_gib": before,
+    }
 
 
 def run_child(kind: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind,
-           "--repeats", str(args.repeats), "--tile", str(args.tile)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        kind,
+        "--repeats",
+        str(args.repeats),
+        "--tile",
+        str(args.tile),
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -106,25 +128,34 @@ def run_child(kind: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repeats", type=int, default=1, help="timed runs after one warm-up")
     p.add_argument("--tile", type=int, default=1024, help="tile side for the 4000x3000 photo")
     p.add_argument("--skip-tiled", action="store_true", help="skip the 4000x3000 measurement")
     p.add_argument("--child", choices=("jax", "torch", "tiled"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        result = {"jax": lambda: bench_jax(args.repeats), "torch": lambda: bench_torch(
-            args.repeats), "tiled": lambda: bench_tiled(args.tile)}[args.child]()
+        result = {
+            "jax": lambda: bench_jax(args.repeats),
+            "torch": lambda: bench_torch(args.repeats),
+            "tiled": lambda: bench_tiled(args.tile),
+        }[args.child]()
         print(json.dumps(result))
         return
-    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "image": f"{WIDTH}x{HEIGHT}", "generator": "ngf 64, 9 blocks (11,372,931 params)",
-              "repeats": args.repeats,
-              "jax": run_child("jax", args), "torch": run_child("torch", args)}
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "image": f"{WIDTH}x{HEIGHT}",
+        "generator": "ngf 64, 9 blocks (11,372,931 params)",
+        "repeats": args.repeats,
+        "jax": run_child("jax", args),
+        "torch": run_child("torch", args),
+    }
     if "seconds_per_image" in result["jax"] and "seconds_per_image" in result["torch"]:
-        result["jax_over_torch"] = (result["jax"]["seconds_per_image"]
-                                    / result["torch"]["seconds_per_image"])
+        result["jax_over_torch"] = (
+            result["jax"]["seconds_per_image"] / result["torch"]["seconds_per_image"]
+        )
     if not args.skip_tiled:
         result["tiled"] = run_child("tiled", args)
         if "peak_rss_gib" in result["tiled"]:

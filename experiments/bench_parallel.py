@@ -9,6 +9,7 @@ host the same command measures the real devices (counts above the local device c
 skipped). Timed: sharding the host batch onto the devices plus the compiled step, after two
 warm-up steps; the batch is random (the input pipeline is benchmarked in bench_pipeline.py).
 """
+
 import argparse
 import functools
 import json
@@ -46,12 +47,13 @@ def measure(config_name: str, num_devices: int, batch_size: int, steps: int) -> 
     shape = (batch_size, config.crop_size, config.crop_size, 3)
     batch = {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in ("blurred", "sharp")}
     drivers = {}
-    for driver in (("single",) if num_devices == 1 else config_lib.PARALLEL_DRIVERS):
+    for driver in ("single",) if num_devices == 1 else config_lib.PARALLEL_DRIVERS:
         config.parallel = "sharding" if driver == "single" else driver
         config.num_devices = num_devices
         plan = parallel.create(config)
-        step = plan.compile_step(functools.partial(train.train_step, networks=networks,
-                                                   config=config))
+        step = plan.compile_step(
+            functools.partial(train.train_step, networks=networks, config=config)
+        )
         state, features = plan.replicate(host_state), plan.replicate(feature_params)
         for _ in range(2):
             state, metrics = step(state, plan.shard_batch(batch), features)
@@ -61,8 +63,10 @@ def measure(config_name: str, num_devices: int, batch_size: int, steps: int) -> 
             state, metrics = step(state, plan.shard_batch(batch), features)
         jax.block_until_ready((state, metrics))
         seconds = time.perf_counter() - start
-        drivers[driver] = {"pairs_per_s": round(batch_size * steps / seconds, 2),
-                           "ms_per_step": round(1000 * seconds / steps, 1)}
+        drivers[driver] = {
+            "pairs_per_s": round(batch_size * steps / seconds, 2),
+            "ms_per_step": round(1000 * seconds / steps, 1),
+        }
     return dict(info, n_critic=config.n_critic, drivers=drivers)
 
 
@@ -78,26 +82,48 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
-    out = {"config": args.config, "global_batch": args.batch_size, "timed_steps": args.steps,
-           "cpu_cores": os.cpu_count(), "pairs_per_s": {}, "ms_per_step": {}}
+    out = {
+        "config": args.config,
+        "global_batch": args.batch_size,
+        "timed_steps": args.steps,
+        "cpu_cores": os.cpu_count(),
+        "pairs_per_s": {},
+        "ms_per_step": {},
+    }
     with tempfile.TemporaryDirectory() as cache:
         for n in DEVICE_COUNTS:
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                       # N fake devices when JAX runs on the CPU (ignored by a GPU backend).
-                       XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
-                       # Each child compiles the same initialisers: share them.
-                       JAX_COMPILATION_CACHE_DIR=cache,
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-            r = subprocess.run([sys.executable, __file__, "--child", str(n), "--config",
-                                args.config, "--batch_size", str(args.batch_size),
-                                "--steps", str(args.steps)],
-                               env=env, capture_output=True, text=True)
+            env = dict(
+                os.environ,
+                TF_CPP_MIN_LOG_LEVEL="2",
+                # N fake devices when JAX runs on the CPU (ignored by a GPU backend).
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+                # Each child compiles the same initialisers: share them.
+                JAX_COMPILATION_CACHE_DIR=cache,
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+            )
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(n),
+                    "--config",
+                    args.config,
+                    "--batch_size",
+                    str(args.batch_size),
+                    "--steps",
+                    str(args.steps),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
             if r.returncode or not lines:
                 out["pairs_per_s"][str(n)] = f"failed: {r.stderr.strip().splitlines()[-1:]}"
                 continue
-            result = json.loads(lines[-1][len("RESULT "):])
+            result = json.loads(lines[-1][len("RESULT ") :])
             out["backend"] = result["backend"]
             out["fake_cpu_devices"] = result["backend"] == "cpu"
             if "skipped" in result:

@@ -49,18 +49,23 @@ def write_gopro_folder(root: str, sequences: int, frames: int, seed: int = 0) ->
         for f in range(frames):
             sharp = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
             blurred = (0.5 * sharp + 0.5 * np.roll(sharp, 5, axis=1)).astype(np.uint8)
-            Image.fromarray(sharp).save(os.path.join(root, "train", f"SEQ{s:02d}", "sharp",
-                                                     f"{f:06d}.png"))
-            Image.fromarray(blurred).save(os.path.join(root, "train", f"SEQ{s:02d}", "blur",
-                                                       f"{f:06d}.png"))
+            Image.fromarray(sharp).save(
+                os.path.join(root, "train", f"SEQ{s:02d}", "sharp", f"{f:06d}.png")
+            )
+            Image.fromarray(blurred).save(
+                os.path.join(root, "train", f"SEQ{s:02d}", "blur", f"{f:06d}.png")
+            )
             count += 1
     return count
 
 
 def pairs_per_second(config, batch_size: int, batches: int, warmup: int = 2) -> float:
     """Pairs/s of the numpy iterator after `warmup` batches (autotune settles, threads start)."""
-    iterator = iter(pipeline.create_train_dataset(config, batch_size=batch_size, crop_size=CROP, seed=0,
-                                              process_index=0, process_count=1))
+    iterator = iter(
+        pipeline.create_train_dataset(
+            config, batch_size=batch_size, crop_size=CROP, seed=0, process_index=0, process_count=1
+        )
+    )
     for _ in range(warmup):
         next(iterator)
     start = time.perf_counter()
@@ -80,11 +85,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
+
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "GoPro_Large")
         n_pairs = write_gopro_folder(root, args.sequences, args.frames)
-        png_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root)
-                     for f in fs) / (2 * n_pairs) / 2**20
+        png_mb = (
+            sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+            / (2 * n_pairs)
+            / 2**20
+        )
 
         config = data_configs.get_config()
         config.root = root
@@ -92,7 +101,8 @@ def main() -> None:
         for downscale in (1, 2):
             config.source, config.downscale = "gopro", downscale
             results[f"gopro_downscale{downscale}_pairs_per_s"] = round(
-                pairs_per_second(config, args.batch, args.batches), 1)
+                pairs_per_second(config, args.batch, args.batches), 1
+            )
 
         config.source, config.downscale = "synthetic", 1
         config.sharp_root = os.path.join(root, "train")
@@ -101,21 +111,35 @@ def main() -> None:
         pipeline.kernel_bank(config.blur, seed=0)
         bank_s = time.perf_counter() - start
         results["synthetic_pairs_per_s"] = round(
-            pairs_per_second(config, args.batch, args.batches), 1)
+            pairs_per_second(config, args.batch, args.batches), 1
+        )
 
-    print(json.dumps({
-        "benchmark": "input pipeline throughput, 256x256 training pairs",
-        **results,
-        "synthetic_kernel_bank": {"kernels": args.bank, "build_s": round(bank_s, 2)},
-        "gopro_folder": {"pairs": n_pairs, "sequences": args.sequences, "frame": "1280x720 PNG",
-                         "mean_png_mb": round(png_mb, 2)},
-        "batch_size": args.batch, "timed_batches": args.batches,
-        "machine": {"cpu_count": os.cpu_count(),
-                    "sched_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+    print(
+        json.dumps(
+            {
+                "benchmark": "input pipeline throughput, 256x256 training pairs",
+                **results,
+                "synthetic_kernel_bank": {"kernels": args.bank, "build_s": round(bank_s, 2)},
+                "gopro_folder": {
+                    "pairs": n_pairs,
+                    "sequences": args.sequences,
+                    "frame": "1280x720 PNG",
+                    "mean_png_mb": round(png_mb, 2),
+                },
+                "batch_size": args.batch,
+                "timed_batches": args.batches,
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "sched_cpus": len(os.sched_getaffinity(0))
+                    if hasattr(os, "sched_getaffinity")
                     else None,
                     "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "tensorflow": tf.__version__},
-    }))
+                    "python": platform.python_version(),
+                    "tensorflow": tf.__version__,
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ XLA's compiled temporaries (`memory_analysis()`), its time and peak RSS relative
 and, when 'none' is measured too, the largest parameter difference after the first step from
 the run without remat (rematerialisation must not change results).
 """
+
 import argparse
 import json
 import os
@@ -55,6 +56,7 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
     import jax
     import jax.numpy as jnp
     import numpy as np
+
     sys.path.insert(0, ROOT)
     from configs import default
     from deblurgan_jax.training import train
@@ -70,8 +72,10 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
     state = train.create_train_state(config, networks)
     step = train.make_train_step(config, networks)
     rng = np.random.default_rng(0)
-    batch_arrays = {k: jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)
-                    for k in ("blurred", "sharp")}
+    batch_arrays = {
+        k: jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32)
+        for k in ("blurred", "sharp")
+    }
     t0 = time.perf_counter()
     compiled = step.lower(state, batch_arrays, feature_params).compile()
     compile_s = time.perf_counter() - t0
@@ -92,18 +96,24 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
         state, metrics = compiled(state, batch_arrays, feature_params)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
-    out = {"median_s": sorted(times)[len(times) // 2], "first_call_s": first,
-           "compile_s": compile_s, "device": str(jax.devices()[0].platform), "remat": remat,
-           "first_step_metrics": first_metrics}
+    out = {
+        "median_s": sorted(times)[len(times) // 2],
+        "first_call_s": first,
+        "compile_s": compile_s,
+        "device": str(jax.devices()[0].platform),
+        "remat": remat,
+        "first_step_metrics": first_metrics,
+    }
     if reset:
         out["step_peak_rss_mib"] = step_peak_rss_mib()
     if analysis is not None:
-        out["xla_temp_mib"] = analysis.temp_size_in_bytes / 2 ** 20
+        out["xla_temp_mib"] = analysis.temp_size_in_bytes / 2**20
     return out
 
 
 def time_torch(batch, size, repeats):
     import torch
+
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import torch_reference as ref
 
@@ -124,7 +134,7 @@ def time_torch(batch, size, repeats):
             alpha = torch.rand(batch, 1, 1, 1)
             x_hat = (alpha * sharp + (1 - alpha) * f).requires_grad_(True)
             score = d(x_hat).mean(dim=(1, 2, 3))
-            grad, = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
+            (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
             gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
             loss_d = d(f).mean() - d(sharp).mean() + 10 * gp
             loss_d.backward()
@@ -153,37 +163,65 @@ def main():
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--dtypes", default="float32", help="JAX compute dtypes, comma-separated")
-    p.add_argument("--remat", default="none",
-                   help="config.remat settings of the JAX step, comma-separated "
-                        "(none, blocks, full)")
+    p.add_argument(
+        "--remat",
+        default="none",
+        help="config.remat settings of the JAX step, comma-separated (none, blocks, full)",
+    )
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         fw, batch, dtype, remat, params_out = args.child
         if fw == "jax":
-            out = time_jax(int(batch), args.size, args.repeats, dtype, remat,
-                           params_out if params_out != "-" else None)
+            out = time_jax(
+                int(batch),
+                args.size,
+                args.repeats,
+                dtype,
+                remat,
+                params_out if params_out != "-" else None,
+            )
         else:
             out = time_torch(int(batch), args.size, args.repeats)
         out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
         return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-               "iteration": "5 critic (WGAN-GP) + 1 generator (adversarial + 100 x VGG conv3_3)",
-               "size": args.size, "batches": {}}
+    results = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "iteration": "5 critic (WGAN-GP) + 1 generator (adversarial + 100 x VGG conv3_3)",
+        "size": args.size,
+        "batches": {},
+    }
 
     params_dir = tempfile.mkdtemp(prefix="bench_train_")
 
     def run(fw, batch, dtype, remat="none", params_out="-"):
         child_env = env
         if fw == "jax" and remat != "none":  # see train.keep_remat_barriers: XLA:CPU needs it
-            child_env = dict(env, XLA_FLAGS=(env.get("XLA_FLAGS", "") + " "
-                                             + KEEP_REMAT_BARRIERS_FLAG).strip())
-        r = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--repeats",
-                            str(args.repeats), "--child", fw, str(batch), dtype, remat,
-                            params_out], env=child_env, capture_output=True, text=True)
+            child_env = dict(
+                env, XLA_FLAGS=(env.get("XLA_FLAGS", "") + " " + KEEP_REMAT_BARRIERS_FLAG).strip()
+            )
+        r = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--size",
+                str(args.size),
+                "--repeats",
+                str(args.repeats),
+                "--child",
+                fw,
+                str(batch),
+                dtype,
+                remat,
+                params_out,
+            ],
+            env=child_env,
+            capture_output=True,
+            text=True,
+        )
         if r.returncode:
             return {"error": r.stderr[-2000:]}
         return json.loads(r.stdout.strip().splitlines()[-1])
@@ -204,20 +242,21 @@ def main():
                 v["time_over_torch"] = v["median_s"] / torch_row["median_s"]
                 v["peak_rss_over_torch"] = v["peak_rss_mib"] / torch_row["peak_rss_mib"]
                 if v.get("step_peak_rss_mib") and torch_row.get("step_peak_rss_mib"):
-                    v["step_peak_rss_over_torch"] = (v["step_peak_rss_mib"]
-                                                     / torch_row["step_peak_rss_mib"])
+                    v["step_peak_rss_over_torch"] = (
+                        v["step_peak_rss_mib"] / torch_row["step_peak_rss_mib"]
+                    )
             reference = saved.get((dt, "none"))
-            if remat != "none" and reference and os.path.exists(reference) \
-                    and os.path.exists(path):
+            if remat != "none" and reference and os.path.exists(reference) and os.path.exists(path):
                 v["max_param_diff_vs_none"] = max_param_diff(path, reference)
                 # The step's losses and gradient norms, before Adam turns rounding in
                 # near-zero gradients into lr-sized parameter steps.
                 ref_metrics = row[f"jax_{dt}_remat_none"].get("first_step_metrics", {})
                 v["first_step_metric_rel_diff_vs_none"] = {
-                    k: abs(v["first_step_metrics"][k] - ref_metrics[k]) / max(abs(ref_metrics[k]),
-                                                                              1e-12)
+                    k: abs(v["first_step_metrics"][k] - ref_metrics[k])
+                    / max(abs(ref_metrics[k]), 1e-12)
                     for k in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm")
-                    if k in ref_metrics and k in v.get("first_step_metrics", {})}
+                    if k in ref_metrics and k in v.get("first_step_metrics", {})
+                }
         for k, v in row.items():
             if isinstance(v, dict) and "median_s" in v:
                 v["iterations_per_s"] = 1.0 / v["median_s"]

@@ -7,6 +7,7 @@ python experiments/blur_strength.py --pairs DATA/pairs/gopro_crops256 \
 
 Prints one JSON object: the real pairs' medians and, per max_len, the synthetic medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def gradient_energy(image: np.ndarray) -> float:
 
 
 def _images(folder: str) -> list[str]:
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                  if n.lower().endswith(EXTENSIONS))
+    return sorted(
+        os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(EXTENSIONS)
+    )
 
 
 def main(argv=None) -> int:
@@ -51,8 +53,11 @@ def main(argv=None) -> int:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--per-image", type=int, default=2, help="kernels per sharp photo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-centre", action="store_true",
-                        help="keep the kernels as sampled (not centred on their centroid)")
+    parser.add_argument(
+        "--no-centre",
+        action="store_true",
+        help="keep the kernels as sampled (not centred on their centroid)",
+    )
     args = parser.parse_args(argv)
 
     real_psnr, real_ratio = [], []
@@ -70,16 +75,22 @@ def main(argv=None) -> int:
             h, w = image.shape[:2]
             size = min(args.crop, h, w)
             top, left = rng.integers(h - size + 1), rng.integers(w - size + 1)
-            crops.append(image[top:top + size, left:left + size])
-    result = {"real": {"pairs": len(real_psnr), "psnr_median": float(np.median(real_psnr)),
-                       "gradient_ratio_median": float(np.median(real_ratio))},
-              "synthetic": {}}
+            crops.append(image[top : top + size, left : left + size])
+    result = {
+        "real": {
+            "pairs": len(real_psnr),
+            "psnr_median": float(np.median(real_psnr)),
+            "gradient_ratio_median": float(np.median(real_ratio)),
+        },
+        "synthetic": {},
+    }
     for max_len in args.max_len:
         canvas = int(max(16, 2 ** np.ceil(np.log2(max_len + 4))))
         values, ratios = [], []
         for crop in crops:
-            kernels = motion_blur.sample_kernels(rng, args.per_image, canvas=canvas,
-                                                 max_len=max_len)
+            kernels = motion_blur.sample_kernels(
+                rng, args.per_image, canvas=canvas, max_len=max_len
+            )
             if not args.no_centre:
                 kernels = motion_blur.centre_kernels(kernels)
             for kernel in kernels:
@@ -87,8 +98,11 @@ def main(argv=None) -> int:
                 values.append(psnr(blurred, crop))
                 ratios.append(gradient_energy(blurred) / gradient_energy(crop))
         result["synthetic"][str(max_len)] = {
-            "canvas": canvas, "n": len(values), "psnr_median": float(np.median(values)),
-            "gradient_ratio_median": float(np.median(ratios))}
+            "canvas": canvas,
+            "n": len(values),
+            "psnr_median": float(np.median(values)),
+            "gradient_ratio_median": float(np.median(ratios)),
+        }
     print(json.dumps(result, indent=1))
     return 0
 

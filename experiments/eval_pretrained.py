@@ -12,6 +12,7 @@ blurred input and of the restored output, full-size images) on:
 with `python -m deblurgan_jax.evaluate` (in-process), and prints one JSON object and the
 Markdown table of the model card. Without --params the shipped model is evaluated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,15 @@ SETS = (  # (key, title, folder under DATA_DIR)
 
 def make_synthetic_set(sharp_dir: str, out: str) -> str:
     """OUT/A (blurred) and OUT/B (sharp) from the photos of `sharp_dir`, one fixed kernel each."""
-    names = sorted(n for n in os.listdir(sharp_dir)
-                   if n.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")))
+    names = sorted(
+        n
+        for n in os.listdir(sharp_dir)
+        if n.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"))
+    )
     rng = np.random.default_rng(SYNTHETIC_SEED)
-    kernels = motion_blur.centre_kernels(motion_blur.sample_kernels(rng, len(names),
-                                                                    **SYNTHETIC_BLUR))
+    kernels = motion_blur.centre_kernels(
+        motion_blur.sample_kernels(rng, len(names), **SYNTHETIC_BLUR)
+    )
     for side in ("A", "B"):
         os.makedirs(os.path.join(out, side), exist_ok=True)
     for name, kernel in zip(names, kernels):
@@ -61,8 +66,18 @@ def make_synthetic_set(sharp_dir: str, out: str) -> str:
 
 
 def evaluate_set(folder: str, out: str, params: str | None) -> dict:
-    argv = ["--data", folder, "--layout", "paired", "--out", out,
-            "--metrics", ",".join(METRICS), "--noprogress", "--overwrite"]
+    argv = [
+        "--data",
+        folder,
+        "--layout",
+        "paired",
+        "--out",
+        out,
+        "--metrics",
+        ",".join(METRICS),
+        "--noprogress",
+        "--overwrite",
+    ]
     if params:
         argv += ["--params", params]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -74,14 +89,18 @@ def evaluate_set(folder: str, out: str, params: str | None) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| set | images | PSNR blurred -> restored (dB) | SSIM blurred -> restored | "
-             "LPIPS (AlexNet) blurred -> restored |", "|---|---|---|---|---|"]
+    lines = [
+        "| set | images | PSNR blurred -> restored (dB) | SSIM blurred -> restored | "
+        "LPIPS (AlexNet) blurred -> restored |",
+        "|---|---|---|---|---|",
+    ]
     for key, title, _ in SETS:
         r = results[key]
         lines.append(
             f"| {title} | {r['num_images']} | {r['psnr_blurred']:.2f} -> {r['psnr']:.2f} "
             f"({r['psnr'] - r['psnr_blurred']:+.2f}) | {r['ssim_blurred']:.4f} -> "
-            f"{r['ssim']:.4f} | {r['lpips_alex_blurred']:.4f} -> {r['lpips_alex']:.4f} |")
+            f"{r['ssim']:.4f} | {r['lpips_alex_blurred']:.4f} -> {r['lpips_alex']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -89,10 +108,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", help="the public data folder (pairs/, sharp/)")
     parser.add_argument("--params", help="a generator params file (default: the shipped model)")
-    parser.add_argument("--out", help="keep the per-set evaluations here (default: a temporary "
-                                      "folder, removed)")
-    parser.add_argument("--sets", default=",".join(k for k, _, _ in SETS),
-                        help="comma-separated subset of the sets (default: all)")
+    parser.add_argument(
+        "--out", help="keep the per-set evaluations here (default: a temporary folder, removed)"
+    )
+    parser.add_argument(
+        "--sets",
+        default=",".join(k for k, _, _ in SETS),
+        help="comma-separated subset of the sets (default: all)",
+    )
     args = parser.parse_args(argv)
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = set(wanted) - {k for k, _, _ in SETS}
@@ -113,8 +136,10 @@ def main(argv=None) -> int:
                 print(f"error: {folder} is not a folder", file=sys.stderr)
                 return 2
             summary = evaluate_set(folder, os.path.join(out, key), args.params)
-            results[key] = {k: summary[k] for k in ["num_images"]
-                            + [f"{m}{s}" for m in METRICS for s in ("_blurred", "")]}
+            results[key] = {
+                k: summary[k]
+                for k in ["num_images"] + [f"{m}{s}" for m in METRICS for s in ("_blurred", "")]
+            }
         print(json.dumps(results, indent=1))
         if len(results) == len(SETS):
             print(markdown(results))

@@ -8,6 +8,7 @@
   camera-shake kernel of deblurgan_jax.motion_blur (fixed seed).
 Only images with a clear licence are shipped (README, "Web app" credits them).
 """
+
 import argparse
 import glob
 import os
@@ -27,16 +28,19 @@ QUALITY = 88
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", default=os.path.join(ROOT, "..", "shared", "data", "real_blurry"),
-                   help="folder holding the kwentar_*.jpg photos")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--real",
+        default=os.path.join(ROOT, "..", "shared", "data", "real_blurry"),
+        help="folder holding the kwentar_*.jpg photos",
+    )
     args = p.parse_args()
     os.makedirs(OUT, exist_ok=True)
     sources = sorted(glob.glob(os.path.join(args.real, "kwentar_*.jpg")))
     if len(sources) != 3:
-        sys.exit(f"error: expected the 3 kwentar_*.jpg photos in {args.real}, found "
-                 f"{len(sources)}")
+        sys.exit(f"error: expected the 3 kwentar_*.jpg photos in {args.real}, found {len(sources)}")
     for src in sources:
         with Image.open(src) as image:
             image = image.convert("RGB")
@@ -47,8 +51,9 @@ def main() -> None:
     import skimage.data  # pylint: disable=g-import-not-at-top
 
     sharp = skimage.data.chelsea()
-    kernel = motion_blur.sample_kernels(np.random.default_rng(2018), 1, canvas=32,
-                                        max_len=24, fractions=(1.0,))[0]
+    kernel = motion_blur.sample_kernels(
+        np.random.default_rng(2018), 1, canvas=32, max_len=24, fractions=(1.0,)
+    )[0]
     blurred = np.clip(np.rint(motion_blur.blur(sharp, kernel)), 0, 255).astype(np.uint8)
     Image.fromarray(blurred).save(os.path.join(OUT, "chelsea_shaken.jpg"), quality=QUALITY)
     for f in sorted(os.listdir(OUT)):

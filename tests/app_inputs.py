@@ -1,5 +1,6 @@
 """Inputs the app's tests share (tests/test_app.py, tests/test_browser.py): a tiny generator
 params file, a blurred photo, a decompression-bomb PNG and a free port."""
+
 import os
 import socket
 import struct
@@ -28,22 +29,30 @@ def tiny_params_file(folder) -> str:
 
 def blurred_photo() -> np.ndarray:
     """A (H, W, 3) uint8 crop of scikit-image's astronaut with camera shake."""
-    kernel = motion_blur.sample_kernels(np.random.default_rng(7), 1, canvas=16, max_len=10,
-                                        fractions=(1.0,))[0]
-    sharp = skimage.data.astronaut()[60:60 + H, 150:150 + W]
+    kernel = motion_blur.sample_kernels(
+        np.random.default_rng(7), 1, canvas=16, max_len=10, fractions=(1.0,)
+    )[0]
+    sharp = skimage.data.astronaut()[60 : 60 + H, 150 : 150 + W]
     return np.clip(np.rint(motion_blur.blur(sharp, kernel)), 0, 255).astype(np.uint8)
 
 
 def bomb_png(path) -> None:
     """A valid-looking PNG whose header claims 100000 x 100000 pixels (a decompression bomb)."""
+
     def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
     data = zlib.compress(b"\x00" * 64)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data)
-                + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+        )
 
 
 def free_port() -> int:
@@ -61,10 +70,15 @@ def bad_photos(folder) -> dict[str, str]:
     data = good.read_bytes()
     (folder / "notes.txt").write_text("not an image\n")
     (folder / "empty.png").write_bytes(b"")
-    (folder / "cut.jpg").write_bytes(data[:len(data) // 3])
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 3])
     (folder / "garbage.jpg").write_bytes(data[:20] + bytes(range(256)) * 8)
     Image.fromarray(np.zeros((5, 40, 3), np.uint8)).save(folder / "sliver.png")
     bomb_png(folder / "bomb.png")
-    return {"notes.txt": "not a readable image", "empty.png": "the file is empty",
-            "cut.jpg": "", "garbage.jpg": "", "sliver.png": "too small",
-            "bomb.png": "decompression-bomb limit"}
+    return {
+        "notes.txt": "not a readable image",
+        "empty.png": "the file is empty",
+        "cut.jpg": "",
+        "garbage.jpg": "",
+        "sliver.png": "too small",
+        "bomb.png": "decompression-bomb limit",
+    }

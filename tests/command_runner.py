@@ -3,6 +3,7 @@
 Each subprocess re-imports JAX and TensorFlow (5-10 s on the CI machine); the suite keeps one
 real subprocess smoke test per command and runs the rest through this.
 """
+
 import contextlib
 import io
 import subprocess

@@ -6,6 +6,7 @@ anew (the config is part of the closure), and subprocess commands start cold; wi
 cache an identical program compiles once per session. The folder is new for each session, so
 nothing stale is ever read.
 """
+
 import os
 import sys
 import tempfile
@@ -25,8 +26,9 @@ if "DEBLURGAN_JAX_TEST_TMP" not in os.environ:  # the first process (xdist worke
     os.environ["DEBLURGAN_JAX_TEST_TMP"] = _SESSION_TMP
     os.environ["TMPDIR"] = _SESSION_TMP
     tempfile.tempdir = None  # read TMPDIR again
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(os.environ["DEBLURGAN_JAX_TEST_TMP"], "jax_cache"))
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["DEBLURGAN_JAX_TEST_TMP"], "jax_cache")
+)
 os.makedirs(os.environ["JAX_COMPILATION_CACHE_DIR"], exist_ok=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
@@ -39,8 +41,16 @@ if ROOT not in sys.path:
 # mostly single-threaded, so two test files compile side by side on the 2 CI cores. Files are
 # handed out in collection order; the longest ones go first so that none is left running alone
 # at the end.
-LONGEST_FIRST = ("test_parallel.py", "test_scale.py", "test_reliability.py", "test_train.py",
-                 "test_video.py", "test_evaluate.py", "test_browser.py", "test_app.py")
+LONGEST_FIRST = (
+    "test_parallel.py",
+    "test_scale.py",
+    "test_reliability.py",
+    "test_train.py",
+    "test_video.py",
+    "test_evaluate.py",
+    "test_browser.py",
+    "test_app.py",
+)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -69,6 +79,7 @@ def tiny_generator_file(tmp_path_factory):
     """make(seed=0, zero_init_head=False) -> the path of a params file (plus its .json model
     config) of a tiny random generator (ngf 8, 2 blocks): quick to compile, enough to test
     every command on. With zero_init_head the generator starts at the identity."""
+
     def make(seed: int = 0, zero_init_head: bool = False) -> str:
         import jax  # after the environment above is set
         import jax.numpy as jnp

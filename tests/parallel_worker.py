@@ -6,6 +6,7 @@ started with XLA_FLAGS=--xla_force_host_platform_device_count=N and prints one J
   python tests/parallel_worker.py eight WORKDIR   # 8 devices vs 1; checkpoint 8 -> 1 and 4
   python tests/parallel_worker.py train WORKDIR OUT_PREFIX pmap,sharding [key=value ...]
 """
+
 import functools
 import json
 import os
@@ -54,8 +55,11 @@ def apply_overrides(config, overrides: list[str]):
         *parents, leaf = key.split(".")
         for p in parents:
             node = node[p]
-        node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else (
-            value.lower() in ("1", "true"))
+        node[leaf] = (
+            type(node[leaf])(value)
+            if not isinstance(node[leaf], bool)
+            else (value.lower() in ("1", "true"))
+        )
     return config
 
 
@@ -71,15 +75,20 @@ def equivalence() -> tuple[dict, dict]:
         networks = train.create_networks(config)
         host_state = jax.device_get(train.create_train_state(config, networks))
         per_step = config.batch_size * (config.n_critic if fresh else 1)
-        batches = iter(pipeline.create_train_dataset(config.data, batch_size=per_step,
-                                                 crop_size=config.crop_size, seed=0))
+        batches = iter(
+            pipeline.create_train_dataset(
+                config.data, batch_size=per_step, crop_size=config.crop_size, seed=0
+            )
+        )
         rng = np.random.default_rng(0)
         steps = []
         for _ in range(2):
             batch = next(batches)
             if fresh:
-                batch = {k: v.reshape((config.n_critic, config.batch_size) + v.shape[1:])
-                         for k, v in batch.items()}
+                batch = {
+                    k: v.reshape((config.n_critic, config.batch_size) + v.shape[1:])
+                    for k, v in batch.items()
+                }
             alpha = rng.uniform(size=(config.n_critic, config.batch_size)).astype(np.float32)
             steps.append((batch, alpha))
 
@@ -95,17 +104,24 @@ def equivalence() -> tuple[dict, dict]:
             plan = parallel.create(config)
             axis = 1 if fresh else 0
             step = plan.compile_step(
-                functools.partial(train.train_step, networks=networks, config=config), axis)
+                functools.partial(train.train_step, networks=networks, config=config), axis
+            )
             state = plan.replicate(host_state)
             for batch, alpha in steps:
-                state, metrics = step(state, plan.shard_batch(batch, axis), None,
-                                      alpha=plan.shard_batch(alpha, axis=1))
+                state, metrics = step(
+                    state,
+                    plan.shard_batch(batch, axis),
+                    None,
+                    alpha=plan.shard_batch(alpha, axis=1),
+                )
             metrics = train._host_metrics(plan.local_copy(metrics))
             results[f"{driver}/{critic_batches}"] = {
-                "driver": plan.driver, "num_devices": plan.num_devices,
+                "driver": plan.driver,
+                "num_devices": plan.num_devices,
                 "max_param_diff": max_diff(flat_params(plan.local_copy(state)), ref),
-                "metric_rel_diff": {k: abs(metrics[k] - v) / max(abs(v), 1e-6)
-                                    for k, v in ref_metrics.items()},
+                "metric_rel_diff": {
+                    k: abs(metrics[k] - v) / max(abs(v), 1e-6) for k, v in ref_metrics.items()
+                },
                 "replicas_identical": replicas_identical(state),
                 "step": int(plan.local_copy(state.step)),
             }
@@ -160,14 +176,19 @@ def train_runs(workdir: str, out_prefix: str, drivers: str, overrides: list[str]
     `{out_prefix}{driver}.npz` and says which files this process wrote."""
     results = {}
     for driver in drivers.split(","):
-        config = apply_overrides(tiny.get_config(), overrides + [f"parallel={driver}",
-                                                                 "model.conv_impl=xla"])
+        config = apply_overrides(
+            tiny.get_config(), overrides + [f"parallel={driver}", "model.conv_impl=xla"]
+        )
         # The first call starts jax.distributed: nothing may touch JAX's backend before it.
         state = train.train_and_evaluate(config, os.path.join(workdir, driver), progress=False)
         np.savez(f"{out_prefix}{driver}.npz", **flat_params(state))
         results[driver] = {"step": int(state.step)}
-    return dict(results, process_index=jax.process_index(), process_count=jax.process_count(),
-                device_count=jax.device_count())
+    return dict(
+        results,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        device_count=jax.device_count(),
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -2,6 +2,7 @@
 images of a size that is not a multiple of 4, against a direct computation; training runs,
 official PyTorch checkpoints (against the PyTorch generator itself), videos as iterators, odd
 sizes, bad input, and the README's five-line example run as written in the class docstring."""
+
 import importlib.util
 import inspect
 import os
@@ -38,7 +39,7 @@ def deblurrer(params_file):
 
 
 def _photo():
-    return skimage.data.astronaut()[80:80 + H, 150:150 + W]
+    return skimage.data.astronaut()[80 : 80 + H, 150 : 150 + W]
 
 
 def _rgba():
@@ -50,8 +51,11 @@ def _direct(params_file, rgb8, max_value=255):
     """The restoration written out: [-1, 1] in, generator, quantised back (no images.py)."""
     params, config = checkpoints.load_generator(params_file)
     x = rgb8.astype(np.float32) / (max_value / 2.0) - 1.0
-    y = np.asarray(inference.restore(models.build_generator(config, conv_impl="xla"), params,
-                                     jnp.asarray(x[None])))[0]
+    y = np.asarray(
+        inference.restore(
+            models.build_generator(config, conv_impl="xla"), params, jnp.asarray(x[None])
+        )
+    )[0]
     return np.round((np.clip(y, -1, 1) + 1) / 2 * max_value)
 
 
@@ -64,10 +68,16 @@ def command_outputs(params_file, tmp_path_factory):
     Image.fromarray(_photo()).save(inputs / "rgb.png")
     Image.fromarray(_photo()[..., 1]).save(inputs / "gray.png")
     Image.fromarray(_rgba()).save(inputs / "rgba.png")
-    assert deblur.main(["--params", params_file, str(inputs), "--out", str(root / "out"),
-                        "--noprogress"]) == 0
-    return {name: np.asarray(Image.open(root / "out" / f"{name}.png"))
-            for name in ("rgb", "gray", "rgba")}
+    assert (
+        deblur.main(
+            ["--params", params_file, str(inputs), "--out", str(root / "out"), "--noprogress"]
+        )
+        == 0
+    )
+    return {
+        name: np.asarray(Image.open(root / "out" / f"{name}.png"))
+        for name in ("rgb", "gray", "rgba")
+    }
 
 
 def test_arrays_give_what_the_command_writes(deblurrer, command_outputs, params_file):
@@ -97,8 +107,11 @@ def test_arrays_give_what_the_command_writes(deblurrer, command_outputs, params_
 
 
 def test_pil_images_give_what_the_command_writes(deblurrer, command_outputs):
-    for mode, pixels, name in (("RGB", _photo(), "rgb"), ("L", _photo()[..., 1], "gray"),
-                               ("RGBA", _rgba(), "rgba")):
+    for mode, pixels, name in (
+        ("RGB", _photo(), "rgb"),
+        ("L", _photo()[..., 1], "gray"),
+        ("RGBA", _rgba(), "rgba"),
+    ):
         out = deblurrer(Image.fromarray(pixels))
         assert isinstance(out, Image.Image) and out.mode == mode and out.size == (W, H)
         np.testing.assert_array_equal(np.asarray(out), command_outputs[name])
@@ -159,7 +172,7 @@ def test_tiles_and_deblur_file(deblurrer, params_file, tmp_path):
 
 def _frames(n, height=48, width=64):
     scene = skimage.data.astronaut()
-    return [scene[100:100 + height, 120 + i:120 + i + width].copy() for i in range(n)]
+    return [scene[100 : 100 + height, 120 + i : 120 + i + width].copy() for i in range(n)]
 
 
 def test_video_iterator_equals_frame_by_frame(deblurrer):
@@ -193,7 +206,7 @@ def test_truncated_video_raises_after_the_decodable_frames(deblurrer, tmp_path):
         for frame in _frames(12):
             writer.write(frame)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) * 2 // 3])
+    path.write_bytes(data[: len(data) * 2 // 3])
     seen = []
     with pytest.raises(video.VideoError, match="truncated") as info:
         for frame in deblurrer.video(str(path), progress=False):
@@ -228,8 +241,9 @@ def test_from_official_matches_the_pytorch_generator(tmp_path):
 
 def test_from_official_without_torch_is_a_clear_error(monkeypatch, tmp_path):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
     with pytest.raises(ImportError, match="pip install torch"):
         Deblurrer.from_official(tmp_path / "g.pth")
 
@@ -250,7 +264,7 @@ def test_readme_example_runs(params_file, tmp_path, monkeypatch):
     code = _docstring_example()
     assert len(code.splitlines()) == 5, code
     for suffix in ("msgpack", "json"):
-        os.link(params_file[:-len("msgpack")] + suffix, tmp_path / f"generator.{suffix}")
+        os.link(params_file[: -len("msgpack")] + suffix, tmp_path / f"generator.{suffix}")
     Image.fromarray(_photo()).save(tmp_path / "shaky.jpg")
     with video.VideoWriter(str(tmp_path / "shaky.mp4"), fps=30) as writer:
         for frame in _frames(4):
@@ -263,10 +277,13 @@ def test_readme_example_runs(params_file, tmp_path, monkeypatch):
 
 
 def test_importing_the_package_is_cheap():
-    code = ("import sys, deblurgan_jax; heavy = {'jax', 'tensorflow', 'flax', 'torch'}; "
-            "print(sorted(heavy & set(sys.modules))); "
-            "from deblurgan_jax import Deblurrer; print(Deblurrer.__module__)")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+    code = (
+        "import sys, deblurgan_jax; heavy = {'jax', 'tensorflow', 'flax', 'torch'}; "
+        "print(sorted(heavy & set(sys.modules))); "
+        "from deblurgan_jax import Deblurrer; print(Deblurrer.__module__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:2] == ["[]", "deblurgan_jax.api"]

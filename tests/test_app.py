@@ -4,6 +4,7 @@ give messages and the next request is still served, a video comes back frame for
 shipped example photos, the command's model choice and errors, and one subprocess smoke test
 (the URL printed, the page served, SIGTERM stops it). The page itself is driven in Chromium by
 tests/test_browser.py."""
+
 import os
 import signal
 import subprocess
@@ -67,29 +68,35 @@ def test_photo_download_equals_the_api(deblurrer, outputs, tmp_path):
     top, left, h, w = report.changed_region(photo, downloaded, app.ZOOM_WINDOW)
     s = app.ZOOM_SCALE
     assert result.zoom.shape == (h * s, 2 * w * s + 4 * s, 3)
-    np.testing.assert_array_equal(result.zoom[::s, :w * s:s], photo[top:top + h, left:left + w])
-    np.testing.assert_array_equal(result.zoom[::s, -w * s::s],
-                                  downloaded[top:top + h, left:left + w])
+    np.testing.assert_array_equal(
+        result.zoom[::s, : w * s : s], photo[top : top + h, left : left + w]
+    )
+    np.testing.assert_array_equal(
+        result.zoom[::s, -w * s :: s], downloaded[top : top + h, left : left + w]
+    )
 
 
 def test_photo_formats_are_kept_in_the_png(deblurrer, outputs, tmp_path):
     """16-bit grayscale with alpha stays so in the download (what deblur writes)."""
-    gray16 = (blurred_photo()[..., 1].astype(np.uint16) * 257)
+    gray16 = blurred_photo()[..., 1].astype(np.uint16) * 257
     alpha = np.arange(H * W, dtype=np.uint16).reshape(H, W)
     path = tmp_path / "gray16.png"
     import tensorflow as tf
+
     path.write_bytes(tf.io.encode_png(np.dstack([gray16, alpha])).numpy())
     result = app.restore_photo(deblurrer, str(path), outputs)
     assert result.download is not None, result.message
-    restored = tf.io.decode_png(open(result.download, "rb").read(), channels=0,
-                                dtype=tf.uint16).numpy()
+    restored = tf.io.decode_png(
+        open(result.download, "rb").read(), channels=0, dtype=tf.uint16
+    ).numpy()
     np.testing.assert_array_equal(restored, deblurrer(np.dstack([gray16, alpha])))
     assert result.before.dtype == np.uint8 and result.before.shape == (H, W, 3)
     np.testing.assert_array_equal(result.before[..., 0], np.round(gray16 / 257))
 
 
-def test_large_photos_are_shown_shrunk_and_downloaded_full(deblurrer, outputs, tmp_path,
-                                                           monkeypatch):
+def test_large_photos_are_shown_shrunk_and_downloaded_full(
+    deblurrer, outputs, tmp_path, monkeypatch
+):
     monkeypatch.setattr(app, "PREVIEW_SIDE", 50)
     path = tmp_path / "big.png"
     Image.fromarray(blurred_photo()).save(path)
@@ -119,10 +126,12 @@ def test_unexpected_errors_are_messages_too(deblurrer, outputs, tmp_path, monkey
 
     monkeypatch.setattr(deblurrer, "restore_picture", broken)
     result = app.restore_photo(deblurrer, str(path), outputs)
-    assert result.message == ("error: photo.png: restoring failed (RuntimeError: a plug-in "
-                              "failed); the app keeps serving")
-    monkeypatch.setattr(deblurrer, "restore_picture", lambda p: (_ for _ in ()).throw(
-        MemoryError()))
+    assert result.message == (
+        "error: photo.png: restoring failed (RuntimeError: a plug-in failed); the app keeps serving"
+    )
+    monkeypatch.setattr(
+        deblurrer, "restore_picture", lambda p: (_ for _ in ()).throw(MemoryError())
+    )
     assert "out of memory" in app.restore_photo(deblurrer, str(path), outputs).message
 
 
@@ -130,13 +139,14 @@ def _clip_frames():
     """(48, 64, 3) uint8 frames of a window moving 1 px to the right per frame."""
     scene = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((128, 128)))
     for i in range(64):
-        yield np.ascontiguousarray(scene[40:88, i:i + 64])
+        yield np.ascontiguousarray(scene[40:88, i : i + 64])
 
 
 def _clip(path, frames=9):
     """An MJPG .avi of `frames` frames at 12 fps, written with plain OpenCV."""
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 12,
-                             (64, 48))
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 12, (64, 48)
+    )
     for _, frame in zip(range(frames), _clip_frames()):
         writer.write(frame[..., ::-1])
     writer.release()
@@ -175,8 +185,7 @@ def test_bad_videos_give_messages(deblurrer, outputs, tmp_path):
     (tmp_path / "noise.avi").write_bytes(b"RIFF" + bytes(range(256)) * 40)
     for name in ("text.mp4", "empty.mp4", "noise.avi"):
         result = app.restore_video(deblurrer, str(tmp_path / name), outputs)
-        assert result.path is None and result.message.startswith(f"error: {name}"), \
-            result.message
+        assert result.path is None and result.message.startswith(f"error: {name}"), result.message
         assert str(tmp_path) not in result.message
     for folder in os.listdir(outputs.root):  # a failed video leaves no file
         assert os.listdir(os.path.join(outputs.root, folder)) == []
@@ -212,29 +221,37 @@ def test_without_a_model_the_command_says_what_to_give(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "pretrained_path", lambda: str(tmp_path / "none.msgpack"))
     result = run_main(app.main)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: no model: this installation ships no pretrained "
-                                     "model; give --params FILE or --workdir DIR")
+    assert result.stderr.strip() == (
+        "error: no model: this installation ships no pretrained "
+        "model; give --params FILE or --workdir DIR"
+    )
 
 
 def test_the_default_model_is_the_pretrained_one(monkeypatch, params_file):
     """Without --params/--workdir the app serves Deblurrer.pretrained() (here a params file
     standing in for the shipped one), with the command's tiling options."""
     monkeypatch.setattr(checkpoints, "pretrained_path", lambda: params_file)
-    monkeypatch.setattr(checkpoints, "load_pretrained", lambda: (
-        *checkpoints.load_generator(params_file), {"pretrained": "stand-in"}))
+    monkeypatch.setattr(
+        checkpoints,
+        "load_pretrained",
+        lambda: (*checkpoints.load_generator(params_file), {"pretrained": "stand-in"}),
+    )
     deblurrer = app.load_deblurrer(app.build_parser().parse_args(["--tile", "128"]))
     assert deblurrer.provenance == {"pretrained": "stand-in"} and deblurrer.tile == 128
     photo = blurred_photo()
     np.testing.assert_array_equal(deblurrer(photo), Deblurrer.from_params(params_file)(photo))
 
 
-@pytest.mark.parametrize("argv,code,message", [
-    (["--params", "missing.msgpack"], 1, "missing.msgpack"),
-    (["--params", "a", "--workdir", "b"], 2, "at most one of --workdir and --params"),
-    (["--workdir", "no_such_run"], 1, "training directory not found: no_such_run"),
-    (["--port", "70000", "--params", "a"], 2, "--port must be in 1..65535"),
-    (["--batch-size", "0", "--params", "a"], 2, "--batch-size must be positive"),
-])
+@pytest.mark.parametrize(
+    "argv,code,message",
+    [
+        (["--params", "missing.msgpack"], 1, "missing.msgpack"),
+        (["--params", "a", "--workdir", "b"], 2, "at most one of --workdir and --params"),
+        (["--workdir", "no_such_run"], 1, "training directory not found: no_such_run"),
+        (["--port", "70000", "--params", "a"], 2, "--port must be in 1..65535"),
+        (["--batch-size", "0", "--params", "a"], 2, "--batch-size must be positive"),
+    ],
+)
 def test_command_errors(argv, code, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run_main(app.main, *argv)
@@ -254,9 +271,13 @@ def test_command_serves_the_page_and_stops_on_sigterm(params_file, tmp_path):
     """The one subprocess test: the printed URL serves the page; SIGTERM stops it (130)."""
     port = free_port()
     stderr = open(tmp_path / "stderr.txt", "w")  # a file: an unread pipe could fill and block
-    proc = subprocess.Popen([sys.executable, "-m", "deblurgan_jax.app", "--params", params_file,
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=stderr, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deblurgan_jax.app", "--params", params_file, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
     lines: list[str] = []
     opened = threading.Event()
 
@@ -269,8 +290,9 @@ def test_command_serves_the_page_and_stops_on_sigterm(params_file, tmp_path):
     threading.Thread(target=read_stdout, daemon=True).start()
     try:
         opened.wait(timeout=300)
-        assert lines and lines[-1] == f"open http://127.0.0.1:{port}/ in a browser " \
-                                      f"(Ctrl-C to stop)\n", (lines, (tmp_path / "stderr.txt").read_text())
+        assert (
+            lines and lines[-1] == f"open http://127.0.0.1:{port}/ in a browser (Ctrl-C to stop)\n"
+        ), (lines, (tmp_path / "stderr.txt").read_text())
         assert lines[0].startswith(f"serving model: params: {params_file}")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
             assert response.status == 200 and b"DeblurGAN" in response.read()
@@ -288,8 +310,11 @@ def test_readme_test_command_is_what_ci_runs():
     """The README's test command (which installs Chromium for the browser tests) is the
     command .ci/run runs."""
     with open(os.path.join(ROOT, ".ci", "run")) as f:
-        ci = [line for line in f.read().splitlines() if line and not line.startswith(
-            ("#", "set ", "cd "))]
+        ci = [
+            line
+            for line in f.read().splitlines()
+            if line and not line.startswith(("#", "set ", "cd "))
+        ]
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     assert len(ci) == 1 and "apt-get install -y -qq chromium" in ci[0]

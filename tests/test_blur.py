@@ -1,4 +1,5 @@
 """Tests for deblurgan_jax.blur: trajectories, kernels, convolution and the command line."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ def _reference_kernel(positions: np.ndarray, fraction: float, canvas: int) -> np
         for row in (row0, row0 + 1):
             for col in (col0, col0 + 1):
                 if 0 <= row < canvas and 0 <= col < canvas:
-                    kernel[row, col] += (weight * max(0.0, 1 - abs(position.real - col))
-                                         * max(0.0, 1 - abs(position.imag - row)))
+                    kernel[row, col] += (
+                        weight
+                        * max(0.0, 1 - abs(position.real - col))
+                        * max(0.0, 1 - abs(position.imag - row))
+                    )
     return kernel / kernel.sum()
 
 
@@ -112,8 +116,9 @@ def test_each_fraction_is_its_own_kernel():
         alone = motion_blur.trajectories_to_kernels(traj, 32, fractions=(fraction,))[:, 0]
         np.testing.assert_array_equal(together[:, k], alone)
         for i in range(2):
-            np.testing.assert_allclose(together[i, k],
-                                       _reference_kernel(traj[i], fraction, 32), atol=1e-6)
+            np.testing.assert_allclose(
+                together[i, k], _reference_kernel(traj[i], fraction, 32), atol=1e-6
+            )
     # The shortest exposure (2 of 200 samples) is a near-delta; later ones are spread out.
     for k in range(1, 4):
         assert np.abs(together[:, 0] - together[:, k]).max(axis=(1, 2)).min() > 0.1
@@ -126,7 +131,9 @@ def test_sample_kernels_picks_one_of_the_dataset_fractions():
     # Same generator state -> same trajectories (drawn first), so each sampled kernel must be
     # one of that trajectory's kernels at fractions 1/10, 1/2, 1.
     traj = motion_blur.sample_trajectories(_rng(4), 12, **SMALL)
-    candidates = motion_blur.trajectories_to_kernels(traj, 32, fractions=motion_blur.DATASET_FRACTIONS)
+    candidates = motion_blur.trajectories_to_kernels(
+        traj, 32, fractions=motion_blur.DATASET_FRACTIONS
+    )
     distance = np.abs(candidates - kernels[:, None]).max(axis=(2, 3))
     assert np.all(distance.min(axis=1) < 1e-6)
 
@@ -162,8 +169,9 @@ def test_delta_kernel_returns_the_input(size):
     delta = np.zeros((size, size))
     delta[(size - 1) // 2, (size - 1) // 2] = 1
     np.testing.assert_allclose(motion_blur.blur(image, delta), image, atol=1e-5 * 255)
-    np.testing.assert_allclose(motion_blur.blur(image[..., 0] / 255, delta), image[..., 0] / 255,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        motion_blur.blur(image[..., 0] / 255, delta), image[..., 0] / 255, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("kernel_shape", [(7, 5), (6, 9), (64, 64)])
@@ -203,13 +211,16 @@ def test_blur_noise_needs_a_generator_and_is_seeded():
     assert abs(float(np.std(a)) - 0.1) < 0.01
 
 
-@pytest.mark.parametrize("kernel, message", [
-    (np.full((3, 3), 2 / 9), "sum to 1"),
-    (np.array([[1.5, -0.5]]), "non-negative"),
-    (np.ones((2, 2, 2)) / 8, "2-D"),
-    (np.zeros((0, 3)), "2-D"),
-    (np.array([[np.nan, 1.0]]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "kernel, message",
+    [
+        (np.full((3, 3), 2 / 9), "sum to 1"),
+        (np.array([[1.5, -0.5]]), "non-negative"),
+        (np.ones((2, 2, 2)) / 8, "2-D"),
+        (np.zeros((0, 3)), "2-D"),
+        (np.array([[np.nan, 1.0]]), "NaN"),
+    ],
+)
 def test_blur_rejects_bad_kernels(kernel, message):
     with pytest.raises(ValueError, match=message):
         motion_blur.blur(np.zeros((8, 8)), kernel)
@@ -230,8 +241,14 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 def _run_subprocess(*args: str) -> subprocess.CompletedProcess:
     """The command as a user runs it (one smoke test; the others call main in-process)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "deblurgan_jax.blur", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deblurgan_jax.blur", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _make_sharp_folder(folder: Path) -> None:
@@ -248,8 +265,21 @@ def _make_sharp_folder(folder: Path) -> None:
 def test_make_dataset_writes_pairs_and_skips_the_corrupt_file(tmp_path):
     sharp, out = tmp_path / "sharp", tmp_path / "out"
     _make_sharp_folder(sharp)
-    result = _run_cli("make-dataset", "--sharp", str(sharp), "--out", str(out), "--seed", "1",
-                      "--canvas", "32", "--iters", "200", "--max-len", "20")
+    result = _run_cli(
+        "make-dataset",
+        "--sharp",
+        str(sharp),
+        "--out",
+        str(out),
+        "--seed",
+        "1",
+        "--canvas",
+        "32",
+        "--iters",
+        "200",
+        "--max-len",
+        "20",
+    )
     assert result.returncode == 1, result.stderr
     assert "corrupt.png" in result.stderr and "Traceback" not in result.stderr
     names = {"rgb.png", "gray.png", "deep.png"}
@@ -260,17 +290,43 @@ def test_make_dataset_writes_pairs_and_skips_the_corrupt_file(tmp_path):
         assert blurred.mode == copy.mode == "RGB" and blurred.size == copy.size == size
     deep = np.asarray(Image.open(out / "sharp" / "deep.png"))
     assert deep[:, :22].max() == 0 and deep[:, 22:].min() == 255  # 16-bit scaled, not clipped
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "sharp" / "rgb.png")),
-                                  np.asarray(Image.open(sharp / "rgb.png")))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "sharp" / "rgb.png")), np.asarray(Image.open(sharp / "rgb.png"))
+    )
     assert np.asarray(Image.open(out / "kernels" / "rgb.png")).max() == 255
     assert len(list(sharp.iterdir())) == 4  # inputs untouched
 
     # A non-empty --out needs --overwrite; with it, npy kernels sum to 1.
-    again = _run_cli("make-dataset", "--sharp", str(sharp), "--out", str(out), "--canvas", "32",
-                     "--iters", "200", "--max-len", "20")
+    again = _run_cli(
+        "make-dataset",
+        "--sharp",
+        str(sharp),
+        "--out",
+        str(out),
+        "--canvas",
+        "32",
+        "--iters",
+        "200",
+        "--max-len",
+        "20",
+    )
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    again = _run_cli("make-dataset", "--sharp", str(sharp), "--out", str(out), "--canvas", "32",
-                     "--iters", "200", "--max-len", "20", "--kernels", "npy", "--overwrite")
+    again = _run_cli(
+        "make-dataset",
+        "--sharp",
+        str(sharp),
+        "--out",
+        str(out),
+        "--canvas",
+        "32",
+        "--iters",
+        "200",
+        "--max-len",
+        "20",
+        "--kernels",
+        "npy",
+        "--overwrite",
+    )
     assert again.returncode == 1
     kernel = np.load(out / "kernels" / "rgb.npy")
     assert kernel.shape == (32, 32) and abs(float(kernel.sum()) - 1) < 1e-5
@@ -284,13 +340,28 @@ def test_make_dataset_refuses_an_output_inside_the_input(tmp_path):
         assert result.returncode == 2
         assert "--sharp" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in sharp.iterdir()) == [
-        "corrupt.png", "deep.png", "gray.jpg", "rgb.png"]
+        "corrupt.png",
+        "deep.png",
+        "gray.jpg",
+        "rgb.png",
+    ]
 
 
 def test_show_kernels_writes_a_png(tmp_path):
     out = tmp_path / "figure" / "kernels.png"
-    result = _run_cli("show-kernels", "--out", str(out), "--n", "6", "--seed", "3",
-                      "--iters", "500", "--expl", "0.005")
+    result = _run_cli(
+        "show-kernels",
+        "--out",
+        str(out),
+        "--n",
+        "6",
+        "--seed",
+        "3",
+        "--iters",
+        "500",
+        "--expl",
+        "0.005",
+    )
     assert result.returncode == 0, result.stderr
     grid = np.asarray(Image.open(out))
     assert grid.shape == (2 * 66 + 2, 3 * 66 + 2) and grid.max() == 255
@@ -300,8 +371,9 @@ def test_show_kernels_writes_a_png(tmp_path):
 def test_cli_help_and_bad_arguments(tmp_path):
     result = _run_subprocess("make-dataset", "--help")
     assert result.returncode == 0 and "--per-image" in result.stdout
-    result = _run_cli("show-kernels", "--out", str(tmp_path / "k.png"), "--canvas", "32",
-                      "--max-len", "60")
+    result = _run_cli(
+        "show-kernels", "--out", str(tmp_path / "k.png"), "--canvas", "32", "--max-len", "60"
+    )
     assert result.returncode == 2 and "max_len" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -10,6 +10,7 @@ failed, so the pages are also shown to work offline.
   (`deblur --report`): every image loads, the per-image table sorts by clicking a header, the
   before/after slider moves, no console errors.
 These skip, with the reason, only when no Chromium binary can be found."""
+
 import shutil
 from urllib.parse import urlsplit
 
@@ -23,8 +24,9 @@ from deblurgan_jax.commands import app, deblur, evaluate
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium binary found (apt-get install chromium; .ci/run "
-                             "installs it)")
+    CHROMIUM is None,
+    reason="no Chromium binary found (apt-get install chromium; .ci/run installs it)",
+)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 RESULT_TIMEOUT_MS = 180_000  # a first photo compiles the model for its size (slow on 2 cores)
 
@@ -38,8 +40,9 @@ class Pages:
     """Opens pages whose non-local requests fail, recording them and any console error."""
 
     def __init__(self, browser):
-        self.context = browser.new_context(accept_downloads=True,
-                                           viewport={"width": 1280, "height": 900})
+        self.context = browser.new_context(
+            accept_downloads=True, viewport={"width": 1280, "height": 900}
+        )
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.context.route("**/*", self._route)
@@ -53,8 +56,13 @@ class Pages:
 
     def new(self):
         page = self.context.new_page()
-        page.on("console", lambda m: m.type == "error" and self.errors.append(
-            f"console: {m.text} ({m.location.get('url', '')})"))
+        page.on(
+            "console",
+            lambda m: (
+                m.type == "error"
+                and self.errors.append(f"console: {m.text} ({m.location.get('url', '')})")
+            ),
+        )
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         return page
 
@@ -148,7 +156,10 @@ def test_app_photo_round_trip_and_bad_file(served_app, pages, tmp_path):
         upload(page, "photo-in", tmp_path / name)
         page.wait_for_function(
             "name => (document.querySelector('#photo-status textarea') || {}).value"
-            "?.startsWith('error: ' + name)", arg=name, timeout=RESULT_TIMEOUT_MS)
+            "?.startsWith('error: ' + name)",
+            arg=name,
+            timeout=RESULT_TIMEOUT_MS,
+        )
         assert bad[name] in outcome(page)
         assert not page.locator("#download").is_visible()
         if name == "cut.jpg":
@@ -177,8 +188,9 @@ def test_app_video_comes_back_playable(served_app, pages, tmp_path):
 
     url, _ = served_app
     src = tmp_path / "walk.avi"
-    writer = cv2.VideoWriter(str(src), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 12,
-                             (64, 48))
+    writer = cv2.VideoWriter(
+        str(src), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 12, (64, 48)
+    )
     frame = blurred_photo()[:48, :64, ::-1]
     for i in range(6):
         writer.write(np.ascontiguousarray(np.roll(frame, i, axis=1)))
@@ -189,12 +201,15 @@ def test_app_video_comes_back_playable(served_app, pages, tmp_path):
     upload(page, "video-in", src)
     page.wait_for_function(
         "() => (document.querySelector('#video-status textarea') || {}).value"
-        "?.startsWith('walk.avi: 6 frames of 64x48')", timeout=RESULT_TIMEOUT_MS)
+        "?.startsWith('walk.avi: 6 frames of 64x48')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
     player = page.locator("#video-out video")
     player.wait_for(timeout=30_000)
     # Chromium decodes the restored WebM: its metadata (size, duration) loads.
-    page.wait_for_function("v => v.readyState >= 1 && v.videoWidth === 64",
-                           arg=player.element_handle(), timeout=30_000)
+    page.wait_for_function(
+        "v => v.readyState >= 1 && v.videoWidth === 64", arg=player.element_handle(), timeout=30_000
+    )
     assert player.evaluate("v => v.duration") > 0
 
     (tmp_path / "text.mp4").write_text("not a video\n" * 50)
@@ -204,7 +219,9 @@ def test_app_video_comes_back_playable(served_app, pages, tmp_path):
     upload(page, "video-in", tmp_path / "text.mp4")
     page.wait_for_function(
         "() => (document.querySelector('#video-status textarea') || {}).value"
-        "?.startsWith('error: text.mp4')", timeout=RESULT_TIMEOUT_MS)
+        "?.startsWith('error: text.mp4')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,9 +234,25 @@ def evaluation_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     params_file = tiny_params_file(root)
     out = root / "eval"
-    assert evaluate.main(["--params", params_file, "--data", "demo", "--out", str(out),
-                          "--save-images", "--max-images", "2", "--metrics", "psnr,ssim",
-                          "--noprogress"]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--params",
+                params_file,
+                "--data",
+                "demo",
+                "--out",
+                str(out),
+                "--save-images",
+                "--max-images",
+                "2",
+                "--metrics",
+                "psnr,ssim",
+                "--noprogress",
+            ]
+        )
+        == 0
+    )
     return out / "index.html"
 
 
@@ -230,8 +263,8 @@ def check_sorting(page, table: str = "#per-image-table") -> None:
 
     def values():
         return page.locator(f"{table} tbody tr").evaluate_all(
-            "(rows, col) => rows.map(r => parseFloat(r.cells[col].getAttribute('data-v')))",
-            column)
+            "(rows, col) => rows.map(r => parseFloat(r.cells[col].getAttribute('data-v')))", column
+        )
 
     header.click()
     assert header.get_attribute("aria-sort") == "ascending"
@@ -277,8 +310,12 @@ def deblur_report(tmp_path_factory):
     Image.fromarray(blurred_photo()).save(photos / "shaky.png")
     Image.fromarray(blurred_photo()[::-1, ::-1]).save(photos / "upside down.jpg", quality=90)
     out = root / "sharp"
-    assert deblur.main(["--params", params_file, str(photos), "--out", str(out), "--report",
-                        "--noprogress"]) == 0
+    assert (
+        deblur.main(
+            ["--params", params_file, str(photos), "--out", str(out), "--report", "--noprogress"]
+        )
+        == 0
+    )
     return out / "index.html"
 
 

@@ -1,5 +1,6 @@
 """The matmul-form convolutions of conv_ops against XLA's own convolutions (lax), values and
 gradients (and second derivatives where the gradient penalty needs them)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +13,9 @@ DN = ("NHWC", "HWIO", "NHWC")
 
 
 def lax_conv(x, k, stride=1, padding=0):
-    return lax.conv_general_dilated(x, k, (stride, stride), [(padding, padding)] * 2,
-                                    dimension_numbers=DN)
+    return lax.conv_general_dilated(
+        x, k, (stride, stride), [(padding, padding)] * 2, dimension_numbers=DN
+    )
 
 
 def torch_style_conv_transpose(x, k_out_in):
@@ -21,8 +23,13 @@ def torch_style_conv_transpose(x, k_out_in):
     convolution it transposes (the definition of a transposed convolution)."""
     n, h, w, _ = x.shape
     # Forward conv: (n, 2h, 2w, out) -> (n, h, w, in), kernel HWIO = (3, 3, out, in), pad 1.
-    fwd = lambda z: lax.conv_general_dilated(z, k_out_in, (2, 2), [(1, 1), (1, 1)],  # noqa
-                                             dimension_numbers=DN)
+    fwd = lambda z: lax.conv_general_dilated(  # noqa: E731
+        z,
+        k_out_in,
+        (2, 2),
+        [(1, 1), (1, 1)],
+        dimension_numbers=DN,
+    )
     z0 = jnp.zeros((n, 2 * h, 2 * w, k_out_in.shape[2]), x.dtype)
     return jax.vjp(fwd, z0)[1](x)[0]
 
@@ -50,7 +57,8 @@ def assert_vjp_close(f, g, args, tol):
 
 @pytest.mark.parametrize("stride,padding,shape", [(1, 2, (2, 9, 12, 5)), (2, 1, (2, 11, 11, 3))])
 def test_patch_conv_matches_lax_conv_values_gradients_and_second_derivatives(
-        stride, padding, shape):
+    stride, padding, shape
+):
     x, k = rand(0, shape), rand(1, (4, 4, shape[-1], 6), 0.3)
     f = lambda x, k: conv_ops.patch_conv(x, k, stride, padding)  # noqa: E731
     g = lambda x, k: lax_conv(x, k, stride, padding)  # noqa: E731
@@ -59,9 +67,9 @@ def test_patch_conv_matches_lax_conv_values_gradients_and_second_derivatives(
     # The gradient penalty differentiates the input gradient's norm w.r.t. the kernel.
     def penalty(conv, k):
         gx = jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x)
-        return jnp.sum(gx ** 2)
-    assert_close(jax.grad(lambda k: penalty(f, k))(k), jax.grad(lambda k: penalty(g, k))(k),
-                 1e-5)
+        return jnp.sum(gx**2)
+
+    assert_close(jax.grad(lambda k: penalty(f, k))(k), jax.grad(lambda k: penalty(g, k))(k), 1e-5)
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 7, 6), (2, 8, 8, 3)])
@@ -80,8 +88,9 @@ def test_few_outputs_conv_matches_lax_conv_with_gradients():
     assert_vjp_close(conv_ops.few_outputs_conv, lax_conv, (xp, k), 1e-5)
 
 
-@pytest.mark.parametrize("ksize,shape", [(3, (1, 18, 18, 8)), (3, (2, 12, 17, 5)),
-                                         (4, (2, 11, 16, 5))])
+@pytest.mark.parametrize(
+    "ksize,shape", [(3, (1, 18, 18, 8)), (3, (2, 12, 17, 5)), (4, (2, 11, 16, 5))]
+)
 def test_winograd_conv_matches_lax_conv_with_gradients(ksize, shape):
     # Sizes whose outputs are and are not multiples of the output tile (4x4 or 3x3).
     xp, k = rand(6, shape), rand(7, (ksize, ksize, shape[-1], 6), 0.3)
@@ -93,10 +102,14 @@ def test_critic_conv_second_derivatives_through_winograd():
 
     def penalty(conv, k):
         gx = jax.grad(lambda x: jnp.sum(jnp.sin(conv(x, k))))(x)
-        return jnp.sum(gx ** 2)
+        return jnp.sum(gx**2)
+
     winograd = lambda x, k: conv_ops.critic_conv(x, k, 1, 2)  # noqa: E731
-    assert_close(jax.grad(lambda k: penalty(winograd, k))(k),
-                 jax.grad(lambda k: penalty(lambda x, k: lax_conv(x, k, 1, 2), k))(k), 1e-5)
+    assert_close(
+        jax.grad(lambda k: penalty(winograd, k))(k),
+        jax.grad(lambda k: penalty(lambda x, k: lax_conv(x, k, 1, 2), k))(k),
+        1e-5,
+    )
 
 
 @pytest.mark.parametrize("ksize", [3, 4])
@@ -118,8 +131,7 @@ def test_unsupported_conv_arguments_are_refused():
     with pytest.raises(NotImplementedError, match="stride 1"):
         conv(rand(0, (1, 8, 8, 2)), rand(1, (3, 3, 2, 2)), (2, 2), "VALID")
     with pytest.raises(NotImplementedError, match="dilation"):
-        conv(rand(0, (1, 8, 8, 2)), rand(1, (3, 3, 2, 2)), (1, 1), "VALID",
-             rhs_dilation=(2, 2))
+        conv(rand(0, (1, 8, 8, 2)), rand(1, (3, 3, 2, 2)), (1, 1), "VALID", rhs_dilation=(2, 2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,15 +161,18 @@ def test_generator_implementations_agree_with_gradients():
     # A size that is not a multiple of the Winograd tile.
     x = rand(1, (2, 28, 36, 3), 0.5)
     flat = jnp.full((1, 28, 36, 3), 0.3)
-    nets = {impl: models.ResnetGenerator(ngf=8, n_blocks=1, conv_impl=impl)
-            for impl in ("xla", "cpu_fast")}
+    nets = {
+        impl: models.ResnetGenerator(ngf=8, n_blocks=1, conv_impl=impl)
+        for impl in ("xla", "cpu_fast")
+    }
     params = nets["xla"].init(jax.random.key(0), x)["params"]
     # Larger weights than the N(0, 0.02) init so every layer matters to the output.
     params = jax.tree_util.tree_map(lambda p: p * 8.0, params)
 
     def loss(p, impl, images):
-        y = nets[impl].apply({"params": p}, images, deterministic=False,
-                             rngs={"dropout": jax.random.key(5)})
+        y = nets[impl].apply(
+            {"params": p}, images, deterministic=False, rngs={"dropout": jax.random.key(5)}
+        )
         return jnp.mean(jnp.square(y - 0.1)), y
 
     # Jitted: op-by-op dispatch of the Winograd forms costs more than compiling them.
@@ -176,14 +191,17 @@ def test_critic_implementations_agree_including_the_gradient_penalty():
     real, fake = rand(2, (2, 40, 40, 3), 0.5), rand(3, (2, 40, 40, 3), 0.5)
     alpha = jnp.array([0.3, 0.8])
     # ndf 4: the stride-1 layer (16 -> 32 channels) still takes the Winograd path.
-    critics = {impl: models.PatchCritic(ndf=4, n_layers=3, conv_impl=impl)
-               for impl in ("xla", "cpu_fast")}
+    critics = {
+        impl: models.PatchCritic(ndf=4, n_layers=3, conv_impl=impl) for impl in ("xla", "cpu_fast")
+    }
     params = critics["xla"].init(jax.random.key(1), real)["params"]
 
     def critic_loss(p, impl):  # differentiates the input gradient: second derivatives
         fn = lambda images: critics[impl].apply({"params": p}, images)  # noqa: E731
-        return (losses.wgan_gp_critic_loss(fn, real, fake, alpha, gp_weight=10.0)[0],
-                critics[impl].apply({"params": p}, real))
+        return (
+            losses.wgan_gp_critic_loss(fn, real, fake, alpha, gp_weight=10.0)[0],
+            critics[impl].apply({"params": p}, real),
+        )
 
     value_and_grad = jax.jit(jax.value_and_grad(critic_loss, has_aux=True), static_argnums=1)
     (_, scores_fast), g_fast = value_and_grad(params, "cpu_fast")

@@ -1,5 +1,6 @@
 """Importers through real files and the command line: official-layout .pth -> Flax params,
 torchvision/Keras VGG19 -> the perceptual-loss weights file, and the refusals."""
+
 import os
 import subprocess
 import sys
@@ -25,8 +26,13 @@ def _cli(*args):
 
 def _subprocess_cli(*args):
     """The command as a user runs it (one smoke test; the others call main in-process)."""
-    return subprocess.run([sys.executable, "-m", "deblurgan_jax.convert", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deblurgan_jax.convert", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,8 @@ def test_generator_pth_round_trip_via_cli(tmp_path, small_generator):
     assert cfg["ngf"] == 8 and cfg["n_blocks"] == 3 and cfg["learn_residual"] is True
     # The Python API gives the same params.
     direct, _ = torch_weights.generator_params_from_state_dict(
-        torch_weights.load_torch_state_dict(str(pth)))
+        torch_weights.load_torch_state_dict(str(pth))
+    )
     for a, b in zip(jax_leaves(direct), jax_leaves(params)):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 48, 64, 3)).astype(np.float32)
@@ -56,8 +63,11 @@ def test_generator_pth_round_trip_via_cli(tmp_path, small_generator):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     # Values converted = official values minus the dropped biases before InstanceNorm.
     n_torch = sum(p.numel() for p in small_generator.parameters())
-    dropped = sum(v.numel() for k, v in small_generator.state_dict().items()
-                  if k.endswith("bias") and not k.startswith("model.20."))  # head: 17 + 3 blocks
+    dropped = sum(
+        v.numel()
+        for k, v in small_generator.state_dict().items()
+        if k.endswith("bias") and not k.startswith("model.20.")
+    )  # head: 17 + 3 blocks
     assert models.count_params(params) == n_torch - dropped
     # Never overwrite without --overwrite.
     r = _cli("generator", "--pth", str(pth), "--out", str(out))
@@ -66,6 +76,7 @@ def test_generator_pth_round_trip_via_cli(tmp_path, small_generator):
 
 def jax_leaves(tree):
     import jax
+
     return jax.tree_util.tree_leaves(tree)
 
 
@@ -75,7 +86,8 @@ def test_one_conv_2019_checkpoint_is_refused(tmp_path):
     torch.save(net.state_dict(), pth)
     with pytest.raises(torch_weights.CheckpointError, match="2019") as e:
         torch_weights.generator_params_from_state_dict(
-            torch_weights.load_torch_state_dict(str(pth)))
+            torch_weights.load_torch_state_dict(str(pth))
+        )
     assert "one convolution" in str(e.value).lower()
     r = _cli("generator", "--pth", str(pth), "--out", str(tmp_path / "x.msgpack"))
     assert r.returncode == 1 and "2019" in r.stderr and "Traceback" not in r.stderr
@@ -99,7 +111,8 @@ def test_critic_pth_round_trip(tmp_path):
     pth = tmp_path / "latest_net_D.pth"
     torch.save(net.state_dict(), pth)
     params, _ = torch_weights.critic_params_from_state_dict(
-        torch_weights.load_torch_state_dict(str(pth)))
+        torch_weights.load_torch_state_dict(str(pth))
+    )
     x = np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
     want = ref.nhwc(net(ref.nchw(x)))
     got = np.asarray(models.PatchCritic(ndf=8).apply({"params": params}, jnp.asarray(x)))
@@ -138,15 +151,17 @@ def _write_keras_h5(path, tnet):
     """The legacy Keras weights layout: a group per layer, datasets '<layer>/kernel:0'."""
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [b"input_1"] + [
-            n.encode() for n in torch_weights.KERAS_VGG_NAMES.values()]
+            n.encode() for n in torch_weights.KERAS_VGG_NAMES.values()
+        ]
         f.create_group("input_1").attrs["weight_names"] = []
         sd = tnet.state_dict()
         for name, layer in torch_weights.KERAS_VGG_NAMES.items():
             idx = torch_weights.TORCHVISION_VGG_INDICES[name]
             g = f.create_group(layer)
             g.attrs["weight_names"] = [f"{layer}/kernel:0".encode(), f"{layer}/bias:0".encode()]
-            g.create_dataset(f"{layer}/kernel:0",
-                             data=sd[f"features.{idx}.weight"].numpy().transpose(2, 3, 1, 0))
+            g.create_dataset(
+                f"{layer}/kernel:0", data=sd[f"features.{idx}.weight"].numpy().transpose(2, 3, 1, 0)
+            )
             g.create_dataset(f"{layer}/bias:0", data=sd[f"features.{idx}.bias"].numpy())
 
 
@@ -183,7 +198,8 @@ def test_bad_vgg_files_give_clear_errors(tmp_path):
 
 def test_truncated_params_file_is_a_clear_error(tmp_path, small_generator):
     params, cfg = torch_weights.generator_params_from_state_dict(
-        {k: v.numpy() for k, v in small_generator.state_dict().items()})
+        {k: v.numpy() for k, v in small_generator.state_dict().items()}
+    )
     path = tmp_path / "g.msgpack"
     checkpoints.save_generator(params, cfg, str(path))
     data = path.read_bytes()

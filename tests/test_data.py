@@ -59,10 +59,17 @@ def folders(tmp_path_factory):
         _save(np.concatenate([255 - sharp, sharp], axis=1), str(ab / "train" / f"ab{i}.png"))
     sharp_dir = base / "sharp"
     for i in range(5):
-        _save(_random_image(rng, 48, 60), str(sharp_dir / f"photo{i}.jpg" if i == 0 else
-                                              sharp_dir / "sub" / f"photo{i}.png"))
-    return {"gopro": gopro, "paired": str(paired), "ab": str(ab), "sharp": str(sharp_dir),
-            "base": base}
+        _save(
+            _random_image(rng, 48, 60),
+            str(sharp_dir / f"photo{i}.jpg" if i == 0 else sharp_dir / "sub" / f"photo{i}.png"),
+        )
+    return {
+        "gopro": gopro,
+        "paired": str(paired),
+        "ab": str(ab),
+        "sharp": str(sharp_dir),
+        "base": base,
+    }
 
 
 def _config(source, folders, **overrides):
@@ -84,8 +91,11 @@ def _config(source, folders, **overrides):
 def _batches(config, n, batch_size=BATCH, seed=0, **kwargs):
     kwargs.setdefault("process_index", 0)
     kwargs.setdefault("process_count", 1)
-    iterator = iter(pipeline.create_train_dataset(config, batch_size=batch_size, crop_size=CROP,
-                                              seed=seed, **kwargs))
+    iterator = iter(
+        pipeline.create_train_dataset(
+            config, batch_size=batch_size, crop_size=CROP, seed=seed, **kwargs
+        )
+    )
     return [next(iterator) for _ in range(n)]
 
 
@@ -107,8 +117,9 @@ def test_source_yields_unit_range_batches(source, folders):
     assert np.abs(batch["blurred"] - batch["sharp"]).mean() > 0.01
 
 
-@pytest.mark.parametrize("source,downscale", [("gopro", 1), ("gopro", 2), ("paired", 1),
-                                              ("ab", 1), ("ab", 2)])
+@pytest.mark.parametrize(
+    "source,downscale", [("gopro", 1), ("gopro", 2), ("paired", 1), ("ab", 1), ("ab", 2)]
+)
 def test_blurred_and_sharp_get_the_same_crop_and_flip(source, downscale, folders):
     # Pairs are (255 - x, x): the same crop/flip/downscale for both gives blurred == -sharp.
     config = _config(source, folders, downscale=downscale)
@@ -173,8 +184,15 @@ def test_each_epoch_visits_every_file_once(folders):
 
 def test_start_index_must_be_a_multiple_of_the_batch(folders):
     with pytest.raises(ValueError, match="start_index"):
-        pipeline.create_train_dataset(_config("gopro", folders), batch_size=4, crop_size=CROP, seed=0,
-                                  start_index=3, process_index=0, process_count=1)
+        pipeline.create_train_dataset(
+            _config("gopro", folders),
+            batch_size=4,
+            crop_size=CROP,
+            seed=0,
+            start_index=3,
+            process_index=0,
+            process_count=1,
+        )
 
 
 # --------------------------------------------------------------------------- devices and hosts
@@ -204,8 +222,9 @@ def test_host_shards_are_disjoint_slices_of_the_global_batch(source, folders):
 # --------------------------------------------------------------------------- synthetic blur
 
 
-@pytest.mark.parametrize("height,width,canvas,max_len", [(37, 45, 64, 60), (70, 33, 16, 10),
-                                                         (9, 12, 15, 8)])
+@pytest.mark.parametrize(
+    "height,width,canvas,max_len", [(37, 45, 64, 60), (70, 33, 16, 10), (9, 12, 15, 8)]
+)
 def test_tf_blur_matches_numpy_blur(height, width, canvas, max_len):
     rng = np.random.default_rng(3)
     image = rng.random((height, width, 3)).astype(np.float32)
@@ -222,8 +241,9 @@ def test_synthetic_crop_equals_numpy_blur_of_the_image(downscale, folders, tmp_p
     rng = np.random.default_rng(4)
     sharp = _random_image(rng, CROP * downscale, CROP * downscale)
     _save(sharp, str(tmp_path / "only.png"))
-    config = _config("synthetic", folders, sharp_root=str(tmp_path), flip=False,
-                     downscale=downscale)
+    config = _config(
+        "synthetic", folders, sharp_root=str(tmp_path), flip=False, downscale=downscale
+    )
     config.blur.kernel_bank_size = 1
     (batch,) = _batches(config, 1, batch_size=1, seed=5)
     (kernel,) = pipeline.kernel_bank(config.blur, seed=5)
@@ -241,8 +261,14 @@ def test_size_mismatch_names_both_files(folders, tmp_path):
     _save(_random_image(rng), str(tmp_path / "A" / "x.png"))
     _save(_random_image(rng, 44, 56), str(tmp_path / "B" / "x.png"))
     with pytest.raises(sources.DataError) as error:
-        pipeline.create_train_dataset(_config("paired", folders, root=str(tmp_path)), batch_size=1,
-                                  crop_size=CROP, seed=0, process_index=0, process_count=1)
+        pipeline.create_train_dataset(
+            _config("paired", folders, root=str(tmp_path)),
+            batch_size=1,
+            crop_size=CROP,
+            seed=0,
+            process_index=0,
+            process_count=1,
+        )
     assert str(tmp_path / "A" / "x.png") in str(error.value)
     assert str(tmp_path / "B" / "x.png") in str(error.value)
 
@@ -260,8 +286,11 @@ def test_gray_rgba_and_16_bit_become_8_bit_rgb(folders, tmp_path):
     expected = {"gray": [77] * 3, "rgba": [10, 20, 30], "deep": [40000 / 257] * 3}
     for name, rgb in expected.items():
         assert images[f"{name}.png"].shape == (HEIGHT, WIDTH, 3)
-        np.testing.assert_allclose(images[f"{name}.png"].reshape(-1, 3).mean(0),
-                                   np.array(rgb) / 127.5 - 1, atol=1.01 / 127.5)
+        np.testing.assert_allclose(
+            images[f"{name}.png"].reshape(-1, 3).mean(0),
+            np.array(rgb) / 127.5 - 1,
+            atol=1.01 / 127.5,
+        )
     (batch,) = _batches(config, 1, batch_size=3)  # the training path decodes them too
     assert batch["sharp"].shape == (3, CROP, CROP, 3)
 
@@ -275,8 +304,9 @@ def test_small_images_are_mirror_padded_counted_and_logged(folders, tmp_path, ca
     _save(_random_image(rng), str(tmp_path / "B" / "big.png"))
     config = _config("paired", folders, root=str(tmp_path), flip=False, shuffle=False)
     with caplog.at_level(logging.WARNING):
-        batches = pipeline.create_train_dataset(config, batch_size=2, crop_size=CROP, seed=0,
-                                            process_index=0, process_count=1)
+        batches = pipeline.create_train_dataset(
+            config, batch_size=2, crop_size=CROP, seed=0, process_index=0, process_count=1
+        )
     assert batches.stats.padded == 1
     assert "smaller than the 32x32 crop" in caplog.text
     batch = next(iter(batches))
@@ -291,9 +321,14 @@ def test_unreadable_files_are_skipped_and_counted(folders, tmp_path, caplog):
     with open(frame.format("blur"), "wb") as f:
         f.write(b"not an image at all")
     with caplog.at_level(logging.WARNING):
-        batches = pipeline.create_train_dataset(_config("gopro", folders, root=root), batch_size=2,
-                                            crop_size=CROP, seed=0, process_index=0,
-                                            process_count=1)
+        batches = pipeline.create_train_dataset(
+            _config("gopro", folders, root=root),
+            batch_size=2,
+            crop_size=CROP,
+            seed=0,
+            process_index=0,
+            process_count=1,
+        )
     assert batches.stats.unreadable == [frame.format("blur")]
     assert batches.stats.num_pairs == 2
     assert "unreadable" in caplog.text
@@ -306,11 +341,12 @@ def test_file_corrupt_after_its_header_is_replaced_not_fatal(folders, tmp_path, 
     with open(frame, "rb") as f:
         payload = f.read()
     with open(frame, "wb") as f:
-        f.write(payload[:len(payload) // 2])  # valid header, truncated pixels
+        f.write(payload[: len(payload) // 2])  # valid header, truncated pixels
     config = _config("gopro", folders, root=root)
     with caplog.at_level(logging.WARNING):
-        batches = pipeline.create_train_dataset(config, batch_size=3, crop_size=CROP, seed=0,
-                                            process_index=0, process_count=1)
+        batches = pipeline.create_train_dataset(
+            config, batch_size=3, crop_size=CROP, seed=0, process_index=0, process_count=1
+        )
         assert batches.stats.num_pairs == 3  # the header scan cannot tell
         got = [b for _, b in zip(range(4), batches)]  # 4 epochs: the broken file comes up 4 times
     assert all(b["sharp"].shape == (3, CROP, CROP, 3) for b in got)
@@ -328,7 +364,7 @@ def test_eval_skips_and_counts_a_file_that_fails_to_decode(folders, tmp_path, ca
     with open(frame, "rb") as f:
         payload = f.read()
     with open(frame, "wb") as f:
-        f.write(payload[:len(payload) // 2])
+        f.write(payload[: len(payload) // 2])
     batches = pipeline.create_eval_dataset(_config("gopro", folders, root=root))
     with caplog.at_level(logging.WARNING):
         names = [b["name"][0] for b in batches]
@@ -344,14 +380,24 @@ def test_folder_without_pairs_is_a_data_error(source, folders, tmp_path):
         (empty / sub).mkdir(parents=True)
     config = _config(source, folders, root=str(empty), sharp_root=str(empty))
     with pytest.raises(sources.DataError, match="expected layout") as error:
-        pipeline.create_train_dataset(config, batch_size=1, crop_size=CROP, seed=0, process_index=0,
-                                  process_count=1)
+        pipeline.create_train_dataset(
+            config, batch_size=1, crop_size=CROP, seed=0, process_index=0, process_count=1
+        )
     assert str(empty) in str(error.value)
     with pytest.raises(sources.DataError, match="does not exist"):
-        pipeline.create_train_dataset(_config(source, folders, root=str(tmp_path / "nowhere"),
-                                          sharp_root=str(tmp_path / "nowhere")),
-                                  batch_size=1, crop_size=CROP, seed=0, process_index=0,
-                                  process_count=1)
+        pipeline.create_train_dataset(
+            _config(
+                source,
+                folders,
+                root=str(tmp_path / "nowhere"),
+                sharp_root=str(tmp_path / "nowhere"),
+            ),
+            batch_size=1,
+            crop_size=CROP,
+            seed=0,
+            process_index=0,
+            process_count=1,
+        )
 
 
 # --------------------------------------------------------------------------- eval
@@ -380,7 +426,8 @@ def test_every_image_format_the_commands_read_is_paired_and_decoded(tmp_path):
         for side in ("A", "B"):
             os.makedirs(tmp_path / side, exist_ok=True)
             Image.fromarray(pixels if side == "B" else 255 - pixels).save(
-                tmp_path / side / f"img{ext}", **({"lossless": True} if ext == ".webp" else {}))
+                tmp_path / side / f"img{ext}", **({"lossless": True} if ext == ".webp" else {})
+            )
         with Image.open(tmp_path / "B" / f"img{ext}") as im:
             expected[f"img{ext}"] = np.asarray(im.convert("RGB"), np.float32) / 127.5 - 1.0
     config = _config("paired", {"sharp": ""}, root=str(tmp_path))
@@ -395,8 +442,9 @@ def test_synthetic_eval_is_blurred_deterministically(folders):
     config = _config("synthetic", folders, eval_split="test")  # no test/: the whole folder
     first = list(pipeline.create_eval_dataset(config))
     again = list(pipeline.create_eval_dataset(config))
-    assert [b["name"][0] for b in first] == ["photo0.jpg"] + [f"sub/photo{i}.png" for i in
-                                                              range(1, 5)]
+    assert [b["name"][0] for b in first] == ["photo0.jpg"] + [
+        f"sub/photo{i}.png" for i in range(1, 5)
+    ]
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a["blurred"], b["blurred"])
         assert np.abs(a["blurred"] - a["sharp"]).mean() > 0.01
@@ -407,9 +455,16 @@ def test_synthetic_eval_is_blurred_deterministically(folders):
 
 def test_demo_split_is_fixed_disjoint_and_loads_without_download():
     import skimage.data
+
     train, held_out = demo_data.demo_images("train"), demo_data.demo_images("test")
-    assert [n for n, _ in train] == ["astronaut", "hubble_deep_field", "immunohistochemistry",
-                                     "retina", "colorwheel", "motorcycle_left"]
+    assert [n for n, _ in train] == [
+        "astronaut",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "colorwheel",
+        "motorcycle_left",
+    ]
     assert [n for n, _ in held_out] == ["chelsea", "coffee", "rocket"]
     assert not {p for _, p in train} & {p for _, p in held_out}
     loaders = {"motorcycle_left": lambda: skimage.data.stereo_motorcycle()[0]}
@@ -430,16 +485,20 @@ def test_demo_eval_pairs_are_the_held_out_images(folders):
 def test_tfds_gopro_builder_builds_from_a_manual_folder(folders, tmp_path):
     import tensorflow_datasets as tfds
     from deblurgan_jax.data import tfds_gopro
+
     manual = tmp_path / "manual"
     _make_gopro(manual / "GoPro_Large", np.random.default_rng(9), sequences=2, frames=2)
     builder = tfds_gopro.Gopro(data_dir=str(tmp_path / "tfds"))
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+    )
     assert builder.info.splits["train"].num_examples == 4
     assert builder.info.splits["test"].num_examples == 2
     examples = list(tfds.as_numpy(builder.as_dataset(split="test", shuffle_files=False)))
-    assert sorted(e["name"].decode() for e in examples) == ["GOPR0000/000000.png",
-                                                            "GOPR0000/000001.png"]
+    assert sorted(e["name"].decode() for e in examples) == [
+        "GOPR0000/000000.png",
+        "GOPR0000/000001.png",
+    ]
     for e in examples:
         path = manual / "GoPro_Large" / "test" / e["name"].decode().replace("/", "/sharp/")
         np.testing.assert_array_equal(e["sharp"], np.asarray(Image.open(path)))
@@ -451,16 +510,35 @@ def test_tfds_gopro_builder_builds_from_a_manual_folder(folders, tmp_path):
 
 def test_config_has_every_field_and_tf_sees_no_gpu():
     config = data_configs.get_config()
-    for field in ("source", "root", "real_source", "sharp_root", "synthetic_ratio", "train_split",
-                  "eval_split", "downscale", "eval_downscale", "flip", "shuffle", "decode_attempts",
-                  "eval_blur_seed", "blur.canvas", "blur.iters", "blur.max_len", "blur.expl",
-                  "blur.fractions", "blur.kernel_bank_size", "blur.noise_std"):
+    for field in (
+        "source",
+        "root",
+        "real_source",
+        "sharp_root",
+        "synthetic_ratio",
+        "train_split",
+        "eval_split",
+        "downscale",
+        "eval_downscale",
+        "flip",
+        "shuffle",
+        "decode_attempts",
+        "eval_blur_seed",
+        "blur.canvas",
+        "blur.iters",
+        "blur.max_len",
+        "blur.expl",
+        "blur.fractions",
+        "blur.kernel_bank_size",
+        "blur.noise_std",
+    ):
         node = config
         for part in field.split("."):
             assert part in node, field
             node = node[part]
     pipeline.hide_gpus_from_tf()
     import tensorflow as tf
+
     assert not tf.config.get_visible_devices("GPU")
 
 
@@ -469,8 +547,9 @@ def test_kernel_bank_centres_kernels_when_asked():
     blur.canvas, blur.max_len, blur.kernel_bank_size = 32, 20.0, 16
     plain = pipeline.kernel_bank(blur, seed=5)
     blur.centre = True
-    np.testing.assert_array_equal(pipeline.kernel_bank(blur, seed=5),
-                                  motion_blur.centre_kernels(plain))
+    np.testing.assert_array_equal(
+        pipeline.kernel_bank(blur, seed=5), motion_blur.centre_kernels(plain)
+    )
     # A run whose config.json predates the field keeps the original's kernels.
     del blur["centre"]
     np.testing.assert_array_equal(pipeline.kernel_bank(blur, seed=5), plain)

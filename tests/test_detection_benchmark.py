@@ -1,5 +1,6 @@
 """The detection benchmark: IoU, matching and scores on hand-made boxes, the detector interface
 (built-in HOG and a plug-in), the built people set and the command end to end (tiny generator)."""
+
 import csv
 import json
 import os
@@ -20,9 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _dets(boxes, classes=None, scores=None):
     n = len(boxes)
-    return Detections(np.asarray(boxes, np.float32).reshape(-1, 4),
-                      ["person"] * n if classes is None else classes,
-                      np.linspace(1.0, 0.5, n) if scores is None else scores)
+    return Detections(
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        ["person"] * n if classes is None else classes,
+        np.linspace(1.0, 0.5, n) if scores is None else scores,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,11 +78,14 @@ def test_matching_is_greedy_by_score():
     assert m.counts == Counts(tp=1, fp=1, fn=1)
 
 
-@pytest.mark.parametrize("n_ref, n_pred, recall, precision, f1", [
-    (0, 0, 1.0, 1.0, 1.0),  # nothing to find, nothing found: perfect
-    (2, 0, 0.0, 1.0, 0.0),  # missed everything, said nothing wrong
-    (0, 3, 1.0, 0.0, 0.0),  # nothing to find, all false alarms
-])
+@pytest.mark.parametrize(
+    "n_ref, n_pred, recall, precision, f1",
+    [
+        (0, 0, 1.0, 1.0, 1.0),  # nothing to find, nothing found: perfect
+        (2, 0, 0.0, 1.0, 0.0),  # missed everything, said nothing wrong
+        (0, 3, 1.0, 0.0, 0.0),  # nothing to find, all false alarms
+    ],
+)
 def test_empty_cases(n_ref, n_pred, recall, precision, f1):
     reference = _dets([[0, 0, 10, 10]] * n_ref)
     predicted = _dets([[50, 50, 60, 60]] * n_pred)
@@ -161,10 +167,13 @@ def test_plugin_detectors(plugin_module):
     found = detection.detect(detector, np.zeros((20, 40, 3), np.uint8))
     np.testing.assert_array_equal(found.boxes, [[0, 0, 20, 10]])
     assert found.classes.tolist() == ["1"]
-    for spec, message in [("yolo", "unknown detector"), ("no_such_module:f", "cannot import"),
-                          (f"{plugin_module}:missing", "has no"),
-                          (f"{plugin_module}:NOT_A_FACTORY", "not a factory"),
-                          (f"{plugin_module}:broken", "weights missing")]:
+    for spec, message in [
+        ("yolo", "unknown detector"),
+        ("no_such_module:f", "cannot import"),
+        (f"{plugin_module}:missing", "has no"),
+        (f"{plugin_module}:NOT_A_FACTORY", "not a factory"),
+        (f"{plugin_module}:broken", "weights missing"),
+    ]:
         with pytest.raises(detection.DetectorError, match=message):
             detection.make_detector(spec)
 
@@ -182,8 +191,9 @@ def params_file(tiny_generator_file):
 @pytest.fixture(scope="module")
 def report(params_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "out"
-    code = detection_benchmark.main(["--params", params_file, "--out", str(out),
-                                     "--save-images", "--noprogress"])
+    code = detection_benchmark.main(
+        ["--params", params_file, "--out", str(out), "--save-images", "--noprogress"]
+    )
     return code, out
 
 
@@ -210,8 +220,9 @@ def test_built_set_with_hog(report):
     assert all(int(r["reference"]) >= 1 for r in rows)
     assert sum(int(r["reference"]) for r in rows) == summary["reference_detections"]
     for condition in ("blurred", "restored", "sharp"):
-        assert {f"{condition}_{k}" for k in ("tp", "fp", "fn", "recall", "precision", "f1")
-                } <= set(rows[0])
+        assert {f"{condition}_{k}" for k in ("tp", "fp", "fn", "recall", "precision", "f1")} <= set(
+            rows[0]
+        )
     boxes = json.loads((out / "detections.json").read_text())
     assert set(boxes) == {r["name"] for r in rows}
     first = boxes[rows[0]["name"]]
@@ -228,20 +239,50 @@ def test_built_set_is_a_gopro_split_made_like_blur_make_dataset(report, tmp_path
     assert names == sorted(os.listdir(folder / "blur")) and len(names) == 8
     assert json.loads((out / "data" / "set.json").read_text())["blur"]["max_len"] == 16.0
     again = tmp_path / "again"
-    assert blur.main(["make-dataset", "--sharp", str(folder / "sharp"), "--out", str(again),
-                      "--seed", "0", "--canvas", "32", "--max-len", "16",
-                      "--expl", "0.005"]) == 0
+    assert (
+        blur.main(
+            [
+                "make-dataset",
+                "--sharp",
+                str(folder / "sharp"),
+                "--out",
+                str(again),
+                "--seed",
+                "0",
+                "--canvas",
+                "32",
+                "--max-len",
+                "16",
+                "--expl",
+                "0.005",
+            ]
+        )
+        == 0
+    )
     for name in names:
         assert (again / "blur" / name).read_bytes() == (folder / "blur" / name).read_bytes()
 
 
-def test_reusing_the_set_with_a_plugin_detector(report, params_file, plugin_module, tmp_path,
-                                                capsys):
+def test_reusing_the_set_with_a_plugin_detector(
+    report, params_file, plugin_module, tmp_path, capsys
+):
     _, out = report
     out2 = tmp_path / "plugin"
-    code = detection_benchmark.main(["--params", params_file, "--data", str(out / "data"),
-                                     "--detector", f"{plugin_module}:corner_box",
-                                     "--max-images", "2", "--out", str(out2), "--noprogress"])
+    code = detection_benchmark.main(
+        [
+            "--params",
+            params_file,
+            "--data",
+            str(out / "data"),
+            "--detector",
+            f"{plugin_module}:corner_box",
+            "--max-images",
+            "2",
+            "--out",
+            str(out2),
+            "--noprogress",
+        ]
+    )
     assert code == 0
     assert "overall (micro)" in capsys.readouterr().out
     summary = json.loads((out2 / "summary.json").read_text())
@@ -251,16 +292,27 @@ def test_reusing_the_set_with_a_plugin_detector(report, params_file, plugin_modu
     assert not (out2 / "data").exists()  # a given set is read, never rebuilt
 
 
-def test_user_photos_join_the_set_and_bad_files_are_listed(params_file, plugin_module, tmp_path,
-                                                           capsys):
+def test_user_photos_join_the_set_and_bad_files_are_listed(
+    params_file, plugin_module, tmp_path, capsys
+):
     people = tmp_path / "people" / "sub"
     people.mkdir(parents=True)
     Image.fromarray(skimage.data.astronaut()[::4, ::4]).save(people / "me.jpg")
     (people / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     out = tmp_path / "out"
-    code = detection_benchmark.main(["--params", params_file, "--people", str(tmp_path / "people"),
-                                     "--detector", f"{plugin_module}:fixed",
-                                     "--out", str(out), "--noprogress"])
+    code = detection_benchmark.main(
+        [
+            "--params",
+            params_file,
+            "--people",
+            str(tmp_path / "people"),
+            "--detector",
+            f"{plugin_module}:fixed",
+            "--out",
+            str(out),
+            "--noprogress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "broken.png" in err
     assert (out / "data" / "test" / "people" / "sharp" / "sub__me.png").exists()
@@ -295,9 +347,22 @@ def test_errors_are_messages(case, params_file, tmp_path, capsys):
 
 
 def test_command_line_error_has_no_traceback(params_file, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "deblurgan_jax.detection_benchmark", "--params",
-                        params_file, "--data", str(tmp_path / "missing"), "--out",
-                        str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deblurgan_jax.detection_benchmark",
+            "--params",
+            params_file,
+            "--data",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1
     assert "error: --data folder not found" in r.stderr and "Traceback" not in r.stderr

@@ -1,5 +1,6 @@
 """Metrics against their references (scikit-image, pyssim), LPIPS sanity, whole-image and tiled
 inference, and the evaluate command (tiny generators, CPU)."""
+
 import csv
 import json
 import os
@@ -39,8 +40,11 @@ def _photo_pairs():
     noisy = np.clip(coffee.astype(int) + rng.integers(-25, 26, coffee.shape), 0, 255)
     random_a = rng.integers(0, 256, (64, 80, 3))
     random_b = np.clip(random_a + rng.integers(-40, 41, random_a.shape), 0, 255)
-    return [(coffee, noisy.astype(np.uint8)), (astronaut, _blurred(astronaut, 5)),
-            (random_a.astype(np.uint8), random_b.astype(np.uint8))]
+    return [
+        (coffee, noisy.astype(np.uint8)),
+        (astronaut, _blurred(astronaut, 5)),
+        (random_a.astype(np.uint8), random_b.astype(np.uint8)),
+    ]
 
 
 @pytest.mark.parametrize("pair", range(3))
@@ -48,12 +52,16 @@ def test_psnr_and_ssim_match_skimage(pair):
     a, b = _photo_pairs()[pair]
     want_psnr = skimage.metrics.peak_signal_noise_ratio(a, b, data_range=255)
     want_ssim = skimage.metrics.structural_similarity(
-        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1,
-        data_range=255)
-    assert float(metrics.psnr(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_psnr,
-                                                                               abs=1e-4)
-    assert float(metrics.ssim(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_ssim,
-                                                                               abs=1e-5)
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        channel_axis=-1,
+        data_range=255,
+    )
+    assert float(metrics.psnr(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_psnr, abs=1e-4)
+    assert float(metrics.ssim(_u8(a)[None], _u8(b)[None])[0]) == pytest.approx(want_ssim, abs=1e-5)
 
 
 def test_cw_ssim_matches_pyssim():
@@ -124,8 +132,12 @@ def test_test_time_dropout_is_an_option():
 
 
 def test_tile_grid_partitions_the_image():
-    for height, width, tile, overlap in [(400, 600, 256, 96), (1000, 1000, 1000, 192),
-                                         (3000, 4000, 1024, 192), (148, 200, 128, 96)]:
+    for height, width, tile, overlap in [
+        (400, 600, 256, 96),
+        (1000, 1000, 1000, 192),
+        (3000, 4000, 1024, 192),
+        (148, 200, 128, 96),
+    ]:
         tiles = inference.tile_grid(height, width, tile, overlap)
         cover = np.zeros((height, width), int)
         for t in tiles:
@@ -133,8 +145,10 @@ def test_tile_grid_partitions_the_image():
             assert all(v % 4 == 0 for v in (t.top, t.left, r0, c0))
             # The owned part keeps half the overlap (minus the grid rounding) from tile edges.
             th, tw = min(tile, height), min(tile, width)
-            for lo, hi, start, size, full in ((r0, r1, t.top, th, height),
-                                              (c0, c1, t.left, tw, width)):
+            for lo, hi, start, size, full in (
+                (r0, r1, t.top, th, height),
+                (c0, c1, t.left, tw, width),
+            ):
                 assert start <= lo < hi <= start + size
                 if lo > 0:
                     assert lo - start >= overlap // 2 - 4
@@ -182,7 +196,7 @@ def test_local_tiles_and_tiled_dropout_run():
 
 def _paired_folder(root, sizes=((48, 64), (48, 64))):
     for i, (h, w) in enumerate(sizes):
-        sharp = skimage.data.astronaut()[i * 50:i * 50 + h, 100:100 + w]
+        sharp = skimage.data.astronaut()[i * 50 : i * 50 + h, 100 : 100 + w]
         for sub, image in (("A", _blurred(sharp, 5)), ("B", sharp)):
             os.makedirs(os.path.join(root, "test", sub), exist_ok=True)
             Image.fromarray(image).save(os.path.join(root, "test", sub, f"img{i}.png"))
@@ -191,10 +205,28 @@ def _paired_folder(root, sizes=((48, 64), (48, 64))):
 
 def test_evaluate_command_on_the_demo_photos(params_file, tmp_path):
     out = tmp_path / "eval"
-    r = subprocess.run([sys.executable, "-m", "deblurgan_jax.evaluate", "--params", params_file,
-                        "--data", "demo", "--out", str(out), "--save-images", "--max-images", "2",
-                        "--downscale", "2"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deblurgan_jax.evaluate",
+            "--params",
+            params_file,
+            "--data",
+            "demo",
+            "--out",
+            str(out),
+            "--save-images",
+            "--max-images",
+            "2",
+            "--downscale",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "CW-SSIM" in r.stdout and "LPIPS (VGG)" in r.stdout
     with open(out / "metrics.csv") as f:
@@ -217,9 +249,23 @@ def test_evaluate_command_on_the_demo_photos(params_file, tmp_path):
 def test_evaluate_paired_folder_in_process_matches_restore(params_file, tmp_path):
     data = _paired_folder(tmp_path / "pairs")
     out = tmp_path / "eval"
-    code = evaluate.main(["--params", params_file, "--data", data, "--layout", "paired",
-                          "--out", str(out), "--metrics", "psnr,ssim", "--noprogress",
-                          "--batch-size", "2"])
+    code = evaluate.main(
+        [
+            "--params",
+            params_file,
+            "--data",
+            data,
+            "--layout",
+            "paired",
+            "--out",
+            str(out),
+            "--metrics",
+            "psnr,ssim",
+            "--noprogress",
+            "--batch-size",
+            "2",
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     params, config = checkpoints.load_generator(params_file)
@@ -233,12 +279,21 @@ def test_evaluate_paired_folder_in_process_matches_restore(params_file, tmp_path
 
 @pytest.mark.parametrize("case", ["workdir", "params", "truncated", "data"])
 def test_evaluate_errors_name_the_path(case, params_file, tmp_path, capsys):
-    bad = str(tmp_path / {"workdir": "no_run", "params": "missing.msgpack",
-                          "truncated": "cut.msgpack", "data": "no_data"}[case])
-    args = {"workdir": ["--workdir", bad, "--data", "demo"],
-            "params": ["--params", bad, "--data", "demo"],
-            "truncated": ["--params", bad, "--data", "demo"],
-            "data": ["--params", params_file, "--data", bad]}[case]
+    bad = str(
+        tmp_path
+        / {
+            "workdir": "no_run",
+            "params": "missing.msgpack",
+            "truncated": "cut.msgpack",
+            "data": "no_data",
+        }[case]
+    )
+    args = {
+        "workdir": ["--workdir", bad, "--data", "demo"],
+        "params": ["--params", bad, "--data", "demo"],
+        "truncated": ["--params", bad, "--data", "demo"],
+        "data": ["--params", params_file, "--data", bad],
+    }[case]
     with open(params_file, "rb") as f:
         (tmp_path / "cut.msgpack").write_bytes(f.read()[:1000])
     code = evaluate.main(args + ["--out", str(tmp_path / "out"), "--noprogress"])

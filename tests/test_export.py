@@ -1,5 +1,6 @@
 """Export: params file from a training run (latest/best) reloaded in a fresh process, the TF
 SavedModel and the ONNX model against the JAX generator, and clear errors for bad params."""
+
 import json
 import os
 import subprocess
@@ -31,8 +32,13 @@ def _cli(*args):
 
 def _subprocess_cli(*args):
     """The command as a user runs it (one smoke test; the others call main in-process)."""
-    return subprocess.run([sys.executable, "-m", "deblurgan_jax.export", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "deblurgan_jax.export", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +51,13 @@ def workdir(tmp_path_factory):
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     state = train.create_train_state(config, train.create_networks(config))
     manager = checkpoints.checkpoint_manager(path, config.max_to_keep)
-    checkpoints.save_checkpoint(manager, state.replace(step=jnp.asarray(2, jnp.int32)),
-                          {"eval_psnr": 20.0})
+    checkpoints.save_checkpoint(
+        manager, state.replace(step=jnp.asarray(2, jnp.int32)), {"eval_psnr": 20.0}
+    )
     later = jax.tree_util.tree_map(lambda p: p + 0.01, state.g_params)
-    checkpoints.save_checkpoint(manager, state.replace(step=jnp.asarray(4, jnp.int32),
-                                                 g_params=later), {"eval_psnr": 10.0})
+    checkpoints.save_checkpoint(
+        manager, state.replace(step=jnp.asarray(4, jnp.int32), g_params=later), {"eval_psnr": 10.0}
+    )
     manager.wait_until_finished()
     manager.close()
     return path, state.g_params, later
@@ -57,7 +65,7 @@ def workdir(tmp_path_factory):
 
 def _photos(n, h, w):
     coffee = skimage.data.coffee()
-    return np.stack([coffee[i * 30:i * 30 + h, i * 40:i * 40 + w] for i in range(n)])
+    return np.stack([coffee[i * 30 : i * 30 + h, i * 40 : i * 40 + w] for i in range(n)])
 
 
 def _jax_uint8(params, config, images8):
@@ -82,21 +90,35 @@ def test_params_export_reloads_in_a_fresh_process(workdir, tmp_path, which, step
     # A fresh process that knows nothing of the run restores the same image bit for bit.
     images8 = _photos(1, 40, 52)
     np.save(tmp_path / "in.npy", images8)
-    script = ("import sys, numpy as np, jax.numpy as jnp\n"
-              "from deblurgan_jax.networks import inference, models\n"
-              "from deblurgan_jax.weights import checkpoints\n"
-              "params, config = checkpoints.load_generator(sys.argv[1])\n"
-              "g = models.build_generator(config)\n"
-              "x = jnp.asarray(np.load(sys.argv[2]), jnp.float32) / 127.5 - 1\n"
-              "np.save(sys.argv[3], np.asarray(inference.make_restore_fn(g)(params, x)))\n")
-    r = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "in.npy"),
-                        str(tmp_path / "out.npy")], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    script = (
+        "import sys, numpy as np, jax.numpy as jnp\n"
+        "from deblurgan_jax.networks import inference, models\n"
+        "from deblurgan_jax.weights import checkpoints\n"
+        "params, config = checkpoints.load_generator(sys.argv[1])\n"
+        "g = models.build_generator(config)\n"
+        "x = jnp.asarray(np.load(sys.argv[2]), jnp.float32) / 127.5 - 1\n"
+        "np.save(sys.argv[3], np.asarray(inference.make_restore_fn(g)(params, x)))\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(out),
+            str(tmp_path / "in.npy"),
+            str(tmp_path / "out.npy"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     g = models.build_generator(config)
     x = jnp.asarray(images8, jnp.float32) / 127.5 - 1
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
-                                  np.asarray(inference.make_restore_fn(g)(want, x)))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "out.npy"), np.asarray(inference.make_restore_fn(g)(want, x))
+    )
     # Existing files are not replaced without --overwrite.
     r = _cli("--workdir", path, "--which", which, "--out", str(out))
     assert r.returncode == 2 and "--overwrite" in r.stderr
@@ -124,7 +146,8 @@ def official_params_file(tmp_path_factory):
     torch.manual_seed(0)
     net = ref.randomize_biases(ref.ResnetGenerator(ngf=8, n_blocks=3), scale=0.5).eval()
     params, config = torch_weights.generator_params_from_state_dict(
-        {k: v.numpy() for k, v in net.state_dict().items()})
+        {k: v.numpy() for k, v in net.state_dict().items()}
+    )
     path = str(tmp_path_factory.mktemp("official") / "official.msgpack")
     checkpoints.save_generator(params, config, path)
     return path
@@ -175,5 +198,6 @@ def test_bad_sources_are_clear_errors(official_params_file, tmp_path, case):
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and str(bad) in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out.msgpack").exists()
     if case == "wrong_config":
-        assert "block_0/conv_0/conv/kernel: shape (3, 3, 32, 32), expected (3, 3, 64, 64)" \
-            in r.stderr
+        assert (
+            "block_0/conv_0/conv/kernel: shape (3, 3, 32, 32), expected (3, 3, 64, 64)" in r.stderr
+        )

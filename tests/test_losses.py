@@ -1,6 +1,7 @@
 """Losses: the gradient penalty against closed forms and PyTorch autograd (values and the double
 backward into the critic's parameters), the original code's deviating penalty, the LSGAN/GAN
 alternatives, the perceptual loss against PyTorch, and the dispatchers."""
+
 import functools
 
 import jax
@@ -103,8 +104,9 @@ def test_gradient_penalty_is_differentiable_where_the_input_gradient_vanishes():
     x = _images(3, (2, 4, 4, 3))
 
     def penalty(c):
-        return losses.gradient_penalty(lambda v: c * jnp.sum(v, axis=(1, 2, 3)), x, -x,
-                                       jnp.array([0.2, 0.7]))
+        return losses.gradient_penalty(
+            lambda v: c * jnp.sum(v, axis=(1, 2, 3)), x, -x, jnp.array([0.2, 0.7])
+        )
 
     value, grad = jax.value_and_grad(penalty)(0.0)
     np.testing.assert_allclose(value, 1.0, atol=1e-5)
@@ -128,8 +130,9 @@ def _torch_textbook_penalty(tnet, real, fake, alpha, reduction):
     x_hat = (a * real + (1 - a) * fake).detach().requires_grad_(True)
     out = tnet(x_hat)
     scale = 1.0 if reduction == "sum" else 1.0 / out[0].numel()  # d(per-sample mean)/d(patch)
-    (grads,) = torch.autograd.grad(out, x_hat, grad_outputs=torch.full_like(out, scale),
-                                   create_graph=True)
+    (grads,) = torch.autograd.grad(
+        out, x_hat, grad_outputs=torch.full_like(out, scale), create_graph=True
+    )
     norms = grads.flatten(1).norm(2, dim=1)
     return ((norms - 1) ** 2).mean()
 
@@ -138,8 +141,7 @@ def _torch_original_penalty(tnet, real, fake, alpha_scalar):
     """The original code: one alpha for the batch, `gradients.norm(2, dim=1)` (per pixel)."""
     x_hat = (alpha_scalar * real + (1 - alpha_scalar) * fake).detach().requires_grad_(True)
     out = tnet(x_hat)
-    (grads,) = torch.autograd.grad(out, x_hat, grad_outputs=torch.ones_like(out),
-                                   create_graph=True)
+    (grads,) = torch.autograd.grad(out, x_hat, grad_outputs=torch.ones_like(out), create_graph=True)
     return ((grads.norm(2, dim=1) - 1) ** 2).mean()
 
 
@@ -162,8 +164,9 @@ def test_gradient_penalty_and_critic_loss_match_pytorch(reduction):
 
     # The same penalty through a critic_fn that reduces to (N,) scores itself.
     per_sample = lambda x: losses.critic_scores(critic_fn(x), reduction)  # noqa: E731
-    np.testing.assert_allclose(losses.gradient_penalty(per_sample, real, fake, alpha),
-                               want_gp, rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.gradient_penalty(per_sample, real, fake, alpha), want_gp, rtol=1e-5
+    )
 
     d_real, d_fake = tnet(treal).mean().item(), tnet(tfake).mean().item()
     want_loss = d_fake - d_real + 10.0 * want_gp
@@ -187,8 +190,9 @@ def test_critic_loss_gradient_matches_pytorch_double_backward(reduction):
     torch_grads = {k: p.grad.numpy() for k, p in tnet.named_parameters()}
 
     def loss_fn(p):
-        return losses.wgan_gp_critic_loss(lambda x: critic.apply({"params": p}, x), real, fake,
-                                          alpha, reduction=reduction)[0]
+        return losses.wgan_gp_critic_loss(
+            lambda x: critic.apply({"params": p}, x), real, fake, alpha, reduction=reduction
+        )[0]
 
     grads = jax.jit(jax.grad(loss_fn))(params)
     conv_idx = sorted({int(k.split(".")[1]) for k in torch_grads})
@@ -220,9 +224,12 @@ def test_original_penalty_differs_from_the_textbook_one():
     w *= 3.0 / np.linalg.norm(w)
     textbook = (np.linalg.norm(w) - 1.0) ** 2
     original = np.mean((np.linalg.norm(w, axis=-1) - 1.0) ** 2)
-    got = losses.gradient_penalty(_linear_critic(jnp.asarray(w, jnp.float32), 0.0),
-                                  _images(6, (2, 16, 16, 3)), _images(7, (2, 16, 16, 3)),
-                                  jnp.array([0.3, 0.8]))
+    got = losses.gradient_penalty(
+        _linear_critic(jnp.asarray(w, jnp.float32), 0.0),
+        _images(6, (2, 16, 16, 3)),
+        _images(7, (2, 16, 16, 3)),
+        jnp.array([0.3, 0.8]),
+    )
     np.testing.assert_allclose(got, textbook, rtol=1e-5)
     assert abs(original - textbook) > 0.5
 
@@ -232,13 +239,14 @@ def test_original_penalty_differs_from_the_textbook_one():
     real, fake, _ = _critic_case()
     treal, tfake = ref.nchw(real), ref.nchw(fake)
     original_t = _torch_original_penalty(tnet, treal, tfake, 0.5).item()
-    textbook_t = _torch_textbook_penalty(tnet, treal, tfake, np.full(N, 0.5, np.float32),
-                                         "sum").item()
-    got = losses.gradient_penalty(lambda x: critic.apply({"params": params}, x), real, fake,
-                                  jnp.full((N,), 0.5), "sum")
+    textbook_t = _torch_textbook_penalty(
+        tnet, treal, tfake, np.full(N, 0.5, np.float32), "sum"
+    ).item()
+    got = losses.gradient_penalty(
+        lambda x: critic.apply({"params": params}, x), real, fake, jnp.full((N,), 0.5), "sum"
+    )
     np.testing.assert_allclose(got, textbook_t, rtol=1e-5)
-    assert abs(original_t - textbook_t) > 1e-2 * max(abs(textbook_t), 1.0), (original_t,
-                                                                                textbook_t)
+    assert abs(original_t - textbook_t) > 1e-2 * max(abs(textbook_t), 1.0), (original_t, textbook_t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,16 +277,21 @@ def test_vanilla_gan_closed_form():
     loss, _ = losses.gan_critic_loss(real, fake)
     want = 0.5 * (-(np.log(0.5) + np.log(0.75)) / 2 - (np.log(0.5) + np.log(0.75)) / 2)
     np.testing.assert_allclose(loss, want, rtol=1e-6)
-    np.testing.assert_allclose(losses.gan_generator_loss(fake),
-                               -(np.log(0.5) + np.log(0.25)) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.gan_generator_loss(fake), -(np.log(0.5) + np.log(0.25)) / 2, rtol=1e-6
+    )
 
 
 def test_vanilla_gan_is_stable_for_large_logits():
     big = jnp.array([100.0, -100.0])
-    for real, fake, want in [(big, -big, 50.0), (jnp.full(2, 100.0), jnp.full(2, -100.0), 0.0),
-                             (jnp.full(2, -100.0), jnp.full(2, 100.0), 100.0)]:
+    for real, fake, want in [
+        (big, -big, 50.0),
+        (jnp.full(2, 100.0), jnp.full(2, -100.0), 0.0),
+        (jnp.full(2, -100.0), jnp.full(2, 100.0), 100.0),
+    ]:
         (loss, _), (g_real, g_fake) = jax.value_and_grad(
-            losses.gan_critic_loss, argnums=(0, 1), has_aux=True)(real, fake)
+            losses.gan_critic_loss, argnums=(0, 1), has_aux=True
+        )(real, fake)
         np.testing.assert_allclose(loss, want, atol=1e-4)
         assert np.all(np.isfinite(g_real)) and np.all(np.isfinite(g_fake))
     value, grad = jax.value_and_grad(losses.gan_generator_loss)(jnp.full(2, -100.0))
@@ -290,18 +303,22 @@ def test_dispatchers_match_the_direct_functions():
     _, params, critic = _small_critic()
     real, fake, alpha = _critic_case()
     critic_fn = lambda x: critic.apply({"params": params}, x)  # noqa: E731
-    got, _ = losses.critic_loss("wgan-gp", critic_fn, real, fake, alpha, gp_weight=3.0,
-                                reduction="sum")
+    got, _ = losses.critic_loss(
+        "wgan-gp", critic_fn, real, fake, alpha, gp_weight=3.0, reduction="sum"
+    )
     want, _ = losses.wgan_gp_critic_loss(critic_fn, real, fake, alpha, 3.0, "sum")
     np.testing.assert_allclose(got, want, rtol=1e-6)
     r, f = critic_fn(real), critic_fn(fake)
     for kind, direct in [("lsgan", losses.lsgan_critic_loss), ("gan", losses.gan_critic_loss)]:
-        np.testing.assert_allclose(losses.critic_loss(kind, critic_fn, real, fake)[0],
-                                   direct(r, f)[0], rtol=1e-6)
-    np.testing.assert_allclose(losses.generator_adversarial_loss("lsgan", f),
-                               losses.lsgan_generator_loss(f), rtol=1e-6)
-    np.testing.assert_allclose(losses.generator_adversarial_loss("gan", f),
-                               losses.gan_generator_loss(f), rtol=1e-6)
+        np.testing.assert_allclose(
+            losses.critic_loss(kind, critic_fn, real, fake)[0], direct(r, f)[0], rtol=1e-6
+        )
+    np.testing.assert_allclose(
+        losses.generator_adversarial_loss("lsgan", f), losses.lsgan_generator_loss(f), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losses.generator_adversarial_loss("gan", f), losses.gan_generator_loss(f), rtol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,12 +339,12 @@ def test_perceptual_loss_matches_pytorch():
     t_restored = ref.nchw(restored).requires_grad_(True)
     want = torch.nn.functional.mse_loss(tnet(t_restored), tnet(ref.nchw(sharp)).detach())
     want.backward()
-    got, grad = jax.value_and_grad(losses.perceptual_loss, argnums=1)(features_fn, restored,
-                                                                     sharp)
+    got, grad = jax.value_and_grad(losses.perceptual_loss, argnums=1)(features_fn, restored, sharp)
     np.testing.assert_allclose(got, want.item(), rtol=1e-5)
     assert _rel(grad, ref.nhwc(t_restored.grad)) < 1e-4
-    np.testing.assert_allclose(losses.content_loss("perceptual", restored, sharp,
-                                                   features_fn=features_fn), got, rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.content_loss("perceptual", restored, sharp, features_fn=features_fn), got, rtol=1e-6
+    )
 
 
 def test_perceptual_loss_gradients():
@@ -335,7 +352,8 @@ def test_perceptual_loss_gradients():
     restored, sharp = _images(22, (2, H, W, C)), _images(23, (2, H, W, C))
     np.testing.assert_allclose(losses.perceptual_loss(features_fn, sharp, sharp), 0.0)
     g_restored, g_sharp = jax.grad(losses.perceptual_loss, argnums=(1, 2))(
-        features_fn, jnp.asarray(restored), jnp.asarray(sharp))
+        features_fn, jnp.asarray(restored), jnp.asarray(sharp)
+    )
     assert np.all(np.isfinite(g_restored)) and np.abs(g_restored).max() > 0
     np.testing.assert_array_equal(g_sharp, 0.0)  # the target's features are stop_gradient-ed
 
@@ -370,8 +388,9 @@ def test_jit_vmap_and_bfloat16():
     real, fake, alpha = _critic_case()
 
     def loss_fn(r, f, a):
-        return losses.critic_loss("wgan-gp", lambda x: critic.apply({"params": params}, x),
-                                  r, f, a)[0]
+        return losses.critic_loss(
+            "wgan-gp", lambda x: critic.apply({"params": params}, x), r, f, a
+        )[0]
 
     jitted = jax.jit(loss_fn)
     eager = loss_fn(real, fake, alpha)
@@ -388,9 +407,12 @@ def test_jit_vmap_and_bfloat16():
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, eager, rtol=2e-2)
     bf16_critic = models.PatchCritic(ndf=8, dtype=jnp.bfloat16)
-    loss, aux = losses.wgan_gp_critic_loss(lambda x: bf16_critic.apply({"params": params}, x),
-                                           jnp.asarray(real, jnp.bfloat16),
-                                           jnp.asarray(fake, jnp.bfloat16), alpha)
+    loss, aux = losses.wgan_gp_critic_loss(
+        lambda x: bf16_critic.apply({"params": params}, x),
+        jnp.asarray(real, jnp.bfloat16),
+        jnp.asarray(fake, jnp.bfloat16),
+        alpha,
+    )
     assert loss.dtype == jnp.float32 and np.isfinite(loss)
     assert all(v.dtype == jnp.float32 for v in aux.values())
     g = losses.generator_adversarial_loss("gan", jnp.full((2, 3, 3, 1), 3.0, jnp.bfloat16))

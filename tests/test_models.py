@@ -1,5 +1,6 @@
 """Flax networks against the PyTorch references in torch_reference.py (random weights, converted
 with the project's importers) and the parameter counts fixed by the design."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +37,13 @@ def test_generator_matches_pytorch(learn_residual):
     tnet = ref.randomize_biases(ref.ResnetGenerator(learn_residual=learn_residual), scale=2.0)
     tnet.eval()  # dropout off; InstanceNorm keeps using instance statistics
     params, cfg = torch_weights.generator_params_from_state_dict(_sd(tnet))
-    assert cfg == {"ngf": 64, "n_blocks": 9, "out_channels": 3, "learn_residual": True,
-                   "dropout_rate": 0.5}
+    assert cfg == {
+        "ngf": 64,
+        "n_blocks": 9,
+        "out_channels": 3,
+        "learn_residual": True,
+        "dropout_rate": 0.5,
+    }
     net = models.ResnetGenerator(learn_residual=learn_residual)
     rng = np.random.default_rng(1)
     for shape in [(1, 64, 64, 3), (2, 96, 160, 3)]:
@@ -97,7 +103,8 @@ def test_lpips_vgg16_weights_load_and_match_pytorch():
     sd = {}
     for name, idx in torch_weights.TORCHVISION_VGG_INDICES.items():
         sd[f"features.{idx}.weight"] = torch.from_numpy(
-            params[name]["kernel"].transpose(3, 2, 0, 1).copy())
+            params[name]["kernel"].transpose(3, 2, 0, 1).copy()
+        )
         sd[f"features.{idx}.bias"] = torch.from_numpy(params[name]["bias"])
     tnet.load_state_dict(sd)
     x = np.random.default_rng(4).uniform(-1, 1, (1, 64, 96, 3)).astype(np.float32)

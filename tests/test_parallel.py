@@ -4,6 +4,7 @@ device counts, and two processes (jax.distributed, gloo CPU collectives) equal o
 The fake device count must be set before JAX starts, so every check runs tests/parallel_worker.py
 in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=N.
 """
+
 import glob
 import json
 import os
@@ -23,12 +24,18 @@ def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
     # The workers use config.model.conv_impl='xla' (parallel_worker.py): these tests compare
     # shardings of one step to ~1e-5, which holds for XLA's convolutions; Winograd's rounding
     # changes with the per-device batch (tests/test_conv_ops.py checks Winograd itself).
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-               # The workers compile the same initialisers and eager ops: share them (this
-               # session's own cache, so nothing stale).
-               JAX_COMPILATION_CACHE_DIR=cache_dir, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        # The workers compile the same initialisers and eager ops: share them (this
+        # session's own cache, so nothing stale).
+        JAX_COMPILATION_CACHE_DIR=cache_dir,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+    )
     env.pop("JAX_COORDINATOR_ADDRESS", None)
     return env
 
@@ -43,9 +50,14 @@ class Worker:
     """A tests/parallel_worker.py subprocess and, once it ends, its RESULT json and stdout."""
 
     def __init__(self, num_devices: int, cache_dir: str, *args: str):
-        self.proc = subprocess.Popen([sys.executable, WORKER, *args], cwd=ROOT,
-                                     env=_env(num_devices, cache_dir), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, *args],
+            cwd=ROOT,
+            env=_env(num_devices, cache_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self._done = None
 
     def result(self, timeout: float = 600) -> tuple[dict, str]:
@@ -56,10 +68,11 @@ class Worker:
                 self.proc.kill()
                 out, err = self.proc.communicate()
             assert self.proc.returncode == 0, (
-                f"worker failed ({self.proc.returncode}):\n{err[-4000:]}")
+                f"worker failed ({self.proc.returncode}):\n{err[-4000:]}"
+            )
             lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
             assert lines, f"no RESULT line in:\n{out[-2000:]}\n{err[-2000:]}"
-            self._done = json.loads(lines[-1][len("RESULT "):]), out
+            self._done = json.loads(lines[-1][len("RESULT ") :]), out
         return self._done
 
 
@@ -77,17 +90,35 @@ def workers(tmp_path_factory):
     root = tmp_path_factory.mktemp("parallel")
     cache = str(root / "jax_cache")
     drivers = ",".join(DRIVERS)
-    procs = {"eight": Worker(8, cache, "eight", str(root / "eight")),
-             "ref": Worker(4, cache, "train", str(root / "single"), str(root / "ref_"),
-                           "sharding", *TRAIN_ARGS, "num_devices=4")}
+    procs = {
+        "eight": Worker(8, cache, "eight", str(root / "eight")),
+        "ref": Worker(
+            4,
+            cache,
+            "train",
+            str(root / "single"),
+            str(root / "ref_"),
+            "sharding",
+            *TRAIN_ARGS,
+            "num_devices=4",
+        ),
+    }
     try:
         procs["ref"].result()
         address = f"localhost:{_free_port()}"
         for i in range(2):
-            procs[f"p{i}"] = Worker(2, cache, "train", str(root / "multi"),
-                                    str(root / f"p{i}_"), drivers, *TRAIN_ARGS,
-                                    f"distributed.coordinator_address={address}",
-                                    "distributed.num_processes=2", f"distributed.process_id={i}")
+            procs[f"p{i}"] = Worker(
+                2,
+                cache,
+                "train",
+                str(root / "multi"),
+                str(root / f"p{i}_"),
+                drivers,
+                *TRAIN_ARGS,
+                f"distributed.coordinator_address={address}",
+                "distributed.num_processes=2",
+                f"distributed.process_id={i}",
+            )
         yield root, procs
     finally:
         for worker in procs.values():
@@ -148,8 +179,9 @@ def test_two_processes_equal_one_process(workers):
             ref_losses = _logged_losses(ref_out)
             assert len(ref_losses) == 3
             losses = _logged_losses(out)
-            np.testing.assert_allclose(losses, np.concatenate([ref_losses] * len(DRIVERS)),
-                                       rtol=1e-3, atol=1e-6)
+            np.testing.assert_allclose(
+                losses, np.concatenate([ref_losses] * len(DRIVERS)), rtol=1e-3, atol=1e-6
+            )
         else:
             assert _logged_losses(out).size == 0, out[-2000:]
     assert ref_result["process_count"] == 1 and ref_result["device_count"] == 4
@@ -176,7 +208,9 @@ def test_two_processes_equal_one_process(workers):
 
 def _logged_losses(stdout: str) -> np.ndarray:
     """The numbers of the loop's 'step N: name value, ...' lines, one row per line."""
-    rows = [[float(item.split()[-1]) for item in line.split(": ", 1)[1].split(", ")]
-            for line in stdout.splitlines() if line.startswith("step ")]
+    rows = [
+        [float(item.split()[-1]) for item in line.split(": ", 1)[1].split(", ")]
+        for line in stdout.splitlines()
+        if line.startswith("step ")
+    ]
     return np.array(rows)
-

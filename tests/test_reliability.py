@@ -13,6 +13,7 @@ Besides the table: Ctrl-C (SIGINT) and SIGKILL sent to `python train.py` at seve
 the resumed run ending on params identical to an uninterrupted run; training on flat, saturated
 and constant images runs to the end with finite losses.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,16 +67,24 @@ def png(path: Path, h: int = 32, w: int = 32, seed: int = 0) -> Path:
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
 def bomb_png(path: Path, width: int = 100000, height: int = 100000) -> Path:
     """A PNG of 69 bytes whose (valid, CRC-checked) header claims width x height RGB pixels."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
-                     + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -94,7 +103,7 @@ def empty_file(path: Path) -> Path:
 def truncated_png(path: Path) -> Path:
     png(path, 64, 64, seed=3)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 
@@ -113,7 +122,8 @@ def odd_mode_images(folder: Path) -> list[Path]:
     la = np.dstack([_rgb(16, 16, 2)[..., 0], np.full((16, 16), 200, np.uint8)])
     Image.fromarray(la, mode="LA").save(folder / "gray_alpha.png")
     Image.fromarray(np.dstack([_rgb(16, 16, 3), np.full((16, 16), 9, np.uint8)])).save(
-        folder / "rgba.png")
+        folder / "rgba.png"
+    )
     return sorted(folder.iterdir())
 
 
@@ -153,8 +163,12 @@ def _files_under(folder: Path) -> list[str]:
 
 INTERRUPT_STEPS = 4
 # One critic step per generator step: half the program to compile, the same code paths.
-INTERRUPT_OVERRIDES = (f"--config.num_steps={INTERRUPT_STEPS}", "--config.checkpoint_every=1",
-                       "--config.max_to_keep=10", "--config.n_critic=1")
+INTERRUPT_OVERRIDES = (
+    f"--config.num_steps={INTERRUPT_STEPS}",
+    "--config.checkpoint_every=1",
+    "--config.max_to_keep=10",
+    "--config.n_critic=1",
+)
 
 
 def _interrupt_config():
@@ -190,7 +204,8 @@ def plugin_module(tmp_path_factory) -> str:
         "        raise RuntimeError('model weights missing')\n"
         "    return detector\n"
         "def broken_factory():\n"
-        "    raise OSError('no GPU found')\n")
+        "    raise OSError('no GPU found')\n"
+    )
     sys.path.insert(0, str(folder))
     yield name
     sys.path.remove(str(folder))
@@ -209,8 +224,9 @@ def _fresh_root_train_module():
     for name in list(flags.FLAGS):
         if name in ("config", "workdir", "progress") or name.startswith("config."):
             delattr(flags.FLAGS, name)
-    spec = importlib.util.spec_from_file_location("reliability_root_train",
-                                                  os.path.join(ROOT, "train.py"))
+    spec = importlib.util.spec_from_file_location(
+        "reliability_root_train", os.path.join(ROOT, "train.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -230,21 +246,27 @@ def run_train_in_process(argv: list[str]) -> int:
 
 
 def run_subprocess(argv: list[str], timeout: float = 120) -> tuple[int, str]:
-    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     return r.returncode, r.stdout + r.stderr
 
 
 MAINS: dict[str, Callable[[list[str]], int]] = {
-    "deblur": deblur.main, "evaluate": evaluate.main, "export": export.main,
-    "blur": blur.main, "detection_benchmark": detection_benchmark.main,
-    "convert": convert.main, "train": run_train_in_process,
+    "deblur": deblur.main,
+    "evaluate": evaluate.main,
+    "export": export.main,
+    "blur": blur.main,
+    "detection_benchmark": detection_benchmark.main,
+    "convert": convert.main,
+    "train": run_train_in_process,
 }
 
 
 @dataclasses.dataclass
 class Setup:
     """What a row's builder returns."""
+
     argv: list[str]
     inputs: list[Path]  # files / folders that must stay byte-identical
     check: Callable[[str], None] | None = None  # called with the output text after the run
@@ -284,8 +306,11 @@ def _deblur_folder_with(bad_name: str, make_bad: Callable[[Path], Path]):
         def check(text: str) -> None:
             assert _files_under(out) == ["good1.png", "sub/good2.png"]  # partial results kept
 
-        return Setup([str(folder), "--out", str(out), "--params", env.params, "--noprogress"],
-                     [folder, Path(env.params)], check)
+        return Setup(
+            [str(folder), "--out", str(out), "--params", env.params, "--noprogress"],
+            [folder, Path(env.params)],
+            check,
+        )
 
     return build
 
@@ -302,23 +327,28 @@ def _deblur_odd_modes(tmp: Path, env: Env) -> Setup:
         with Image.open(out / "gray16.png") as g:
             assert np.asarray(g).dtype == np.uint16  # 16 bits stay 16 bits
 
-    return Setup([str(folder), "--out", str(out), "--params", env.params, "--noprogress"],
-                 [folder], check)
+    return Setup(
+        [str(folder), "--out", str(out), "--params", env.params, "--noprogress"], [folder], check
+    )
 
 
 def _deblur_out_is_input(tmp: Path, env: Env) -> Setup:
     folder = tmp / "in"
     png(folder / "a.png")
-    return Setup([str(folder), "--out", str(folder), "--params", env.params, "--overwrite",
-                  "--noprogress"], [folder])
+    return Setup(
+        [str(folder), "--out", str(folder), "--params", env.params, "--overwrite", "--noprogress"],
+        [folder],
+    )
 
 
 def _deblur_out_below_file(tmp: Path, env: Env) -> Setup:
     a = png(tmp / "a.png")
     blocker = tmp / "file.txt"
     blocker.write_text("x")
-    return Setup([str(a), "--out", str(blocker / "out"), "--params", env.params, "--noprogress"],
-                 [a, blocker])
+    return Setup(
+        [str(a), "--out", str(blocker / "out"), "--params", env.params, "--noprogress"],
+        [a, blocker],
+    )
 
 
 def _deblur_bad_params(content: bytes | None, json_text: str | None):
@@ -333,8 +363,11 @@ def _deblur_bad_params(content: bytes | None, json_text: str | None):
         def check(text: str) -> None:
             assert not out.exists() or not any(out.iterdir())
 
-        return Setup([str(a), "--out", str(out), "--params", str(params), "--noprogress"],
-                     [tmp / "a.png", params] + ([tmp / "g.json"] if json_text else []), check)
+        return Setup(
+            [str(a), "--out", str(out), "--params", str(params), "--noprogress"],
+            [tmp / "a.png", params] + ([tmp / "g.json"] if json_text else []),
+            check,
+        )
 
     return build
 
@@ -342,8 +375,12 @@ def _deblur_bad_params(content: bytes | None, json_text: str | None):
 # --- evaluate --------------------------------------------------------------------------------
 
 
-def _evaluate_set(extra: Callable[[Path], Any] | None = None, sizes=((32, 32),) * 2,
-                  expect_rows: int | None = None, metric_names: str = "psnr,ssim"):
+def _evaluate_set(
+    extra: Callable[[Path], Any] | None = None,
+    sizes=((32, 32),) * 2,
+    expect_rows: int | None = None,
+    metric_names: str = "psnr,ssim",
+):
     def build(tmp: Path, env: Env) -> Setup:
         data = tmp / "set"
         for i, size in enumerate(sizes):
@@ -358,8 +395,23 @@ def _evaluate_set(extra: Callable[[Path], Any] | None = None, sizes=((32, 32),) 
                 assert len(rows) == 1 + expect_rows
                 json.loads((out / "summary.json").read_text())  # strict JSON
 
-        return Setup(["--params", env.params, "--data", str(data), "--layout", "paired",
-                      "--out", str(out), "--metrics", metric_names, "--noprogress"], [data], check)
+        return Setup(
+            [
+                "--params",
+                env.params,
+                "--data",
+                str(data),
+                "--layout",
+                "paired",
+                "--out",
+                str(out),
+                "--metrics",
+                metric_names,
+                "--noprogress",
+            ],
+            [data],
+            check,
+        )
 
     return build
 
@@ -439,8 +491,10 @@ def _export_onto_input(fmt: str):
         params = tmp / "g.msgpack"
         shutil.copy(env.params, params)
         shutil.copy(checkpoints.model_config_path(env.params), tmp / "g.json")
-        return Setup(["--params", str(params), "--out", str(params), "--overwrite", "--format",
-                      fmt], [params, tmp / "g.json"])
+        return Setup(
+            ["--params", str(params), "--out", str(params), "--overwrite", "--format", fmt],
+            [params, tmp / "g.json"],
+        )
 
     return build
 
@@ -448,8 +502,9 @@ def _export_onto_input(fmt: str):
 def _export_out_below_file(tmp: Path, env: Env) -> Setup:
     blocker = tmp / "file.txt"
     blocker.write_text("x")
-    return Setup(["--params", env.params, "--out", str(blocker / "g.msgpack")],
-                 [blocker, Path(env.params)])
+    return Setup(
+        ["--params", env.params, "--out", str(blocker / "g.msgpack")], [blocker, Path(env.params)]
+    )
 
 
 def _export_not_a_run(tmp: Path, env: Env) -> Setup:
@@ -458,8 +513,9 @@ def _export_not_a_run(tmp: Path, env: Env) -> Setup:
     def check(text: str) -> None:
         assert _files_under(tmp) == ["run/photo.png"]
 
-    return Setup(["--workdir", str(tmp / "run"), "--out", str(tmp / "g.msgpack")], [tmp / "run"],
-                 check)
+    return Setup(
+        ["--workdir", str(tmp / "run"), "--out", str(tmp / "g.msgpack")], [tmp / "run"], check
+    )
 
 
 # --- blur ------------------------------------------------------------------------------------
@@ -476,8 +532,23 @@ def _show_kernels(out_name: str, blocker: bool = False):
         def check(text: str) -> None:
             assert not out.exists()
 
-        return Setup(["show-kernels", "--out", str(out), "--n", "4", "--canvas", "16",
-                      "--max-len", "8", "--iters", "100"], inputs, check)
+        return Setup(
+            [
+                "show-kernels",
+                "--out",
+                str(out),
+                "--n",
+                "4",
+                "--canvas",
+                "16",
+                "--max-len",
+                "8",
+                "--iters",
+                "100",
+            ],
+            inputs,
+            check,
+        )
 
     return build
 
@@ -502,13 +573,27 @@ def _make_dataset(kind: str):
             float_tiff(sharp / "float.tif")
 
             def check(text: str) -> None:
-                assert _files_under(out) == ["blur/good.png", "kernels/good.png",
-                                             "sharp/good.png"]
+                assert _files_under(out) == ["blur/good.png", "kernels/good.png", "sharp/good.png"]
                 for name in ("bomb.png", "corrupt.png", "empty.png", "float.tif"):
                     assert name in text
 
-        return Setup(["make-dataset", "--sharp", str(sharp), "--out", str(out), "--canvas", "16",
-                      "--max-len", "8", "--iters", "100"], [sharp], check)
+        return Setup(
+            [
+                "make-dataset",
+                "--sharp",
+                str(sharp),
+                "--out",
+                str(out),
+                "--canvas",
+                "16",
+                "--max-len",
+                "8",
+                "--iters",
+                "100",
+            ],
+            [sharp],
+            check,
+        )
 
     return build
 
@@ -529,9 +614,23 @@ def _detection(factory: str, extra: Callable[[Path], Any] | None = None, left_ou
             else:
                 assert len((out / "metrics.csv").read_text().strip().splitlines()) == 3
 
-        return Setup(["--params", env.params, "--data", str(data), "--layout", "paired",
-                      "--detector", f"{env.plugin}:{factory}" if ":" not in factory else factory,
-                      "--out", str(out), "--noprogress"], [data], check)
+        return Setup(
+            [
+                "--params",
+                env.params,
+                "--data",
+                str(data),
+                "--layout",
+                "paired",
+                "--detector",
+                f"{env.plugin}:{factory}" if ":" not in factory else factory,
+                "--out",
+                str(out),
+                "--noprogress",
+            ],
+            [data],
+            check,
+        )
 
     return build
 
@@ -556,8 +655,13 @@ def _convert(content: bytes):
 # --- train.py --------------------------------------------------------------------------------
 
 
-def _train(*overrides: str, config: str = TINY_CONFIG, below_file: bool = False,
-           subprocess_run: bool = False, max_seconds: float | None = None):
+def _train(
+    *overrides: str,
+    config: str = TINY_CONFIG,
+    below_file: bool = False,
+    subprocess_run: bool = False,
+    max_seconds: float | None = None,
+):
     """train.py with a bad config: refused before anything is written (no workdir made)."""
 
     def build(tmp: Path, env: Env) -> Setup:
@@ -576,8 +680,12 @@ def _train(*overrides: str, config: str = TINY_CONFIG, below_file: bool = False,
                 assert time.perf_counter() - started < max_seconds
 
         argv = ["--config", config, "--workdir", str(workdir), "--noprogress", *overrides]
-        return Setup((["train.py"] if subprocess_run else []) + argv, inputs, check,
-                     subprocess=subprocess_run)
+        return Setup(
+            (["train.py"] if subprocess_run else []) + argv,
+            inputs,
+            check,
+            subprocess=subprocess_run,
+        )
 
     return build
 
@@ -588,8 +696,15 @@ def _train_resume_with(*overrides: str):
     def build(tmp: Path, env: Env) -> Setup:
         workdir = tmp / "run"
         shutil.copytree(env.reference_workdir, workdir)
-        argv = ["--config", TINY_CONFIG, "--workdir", str(workdir), "--noprogress",
-                *INTERRUPT_OVERRIDES, *overrides]
+        argv = [
+            "--config",
+            TINY_CONFIG,
+            "--workdir",
+            str(workdir),
+            "--noprogress",
+            *INTERRUPT_OVERRIDES,
+            *overrides,
+        ]
         return Setup(argv, [workdir])  # config.json and checkpoints byte-identical
 
     return build
@@ -608,10 +723,16 @@ def _train_resume_harmless(tmp: Path, env: Env) -> Setup:
         lines = (workdir / checkpoints.CHANGES_FILE).read_text().splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["changes"]["log_every"] == [2, 3]
 
-    argv = ["--config", TINY_CONFIG, "--workdir", str(workdir), "--noprogress",
-            *INTERRUPT_OVERRIDES, "--config.log_every=3"]
+    argv = [
+        "--config",
+        TINY_CONFIG,
+        "--workdir",
+        str(workdir),
+        "--noprogress",
+        *INTERRUPT_OVERRIDES,
+        "--config.log_every=3",
+    ]
     return Setup(argv, [workdir / checkpoints.CHECKPOINT_DIR], check)
-
 
 
 # --- issue 17: nothing a user owns is lost or silently changed --------------------------------
@@ -630,7 +751,7 @@ def clip_file(path: Path, frames: int = 21, size=(32, 24), seed: int = 0) -> Pat
 def truncated_clip(path: Path) -> Path:
     clip_file(path, frames=60, size=(64, 48))
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 
@@ -642,9 +763,12 @@ def gopro_copy(sequence: Path, count: int = 3) -> Path:
     return sequence
 
 
-def _from_video(*flags: str, prepare: Callable[[Path], list[Path]] | None = None,
-                clips: Callable[[Path], list[Path]] | None = None,
-                check: Callable[[Path, str], None] | None = None):
+def _from_video(
+    *flags: str,
+    prepare: Callable[[Path], list[Path]] | None = None,
+    clips: Callable[[Path], list[Path]] | None = None,
+    check: Callable[[Path, str], None] | None = None,
+):
     """from-video on one good clip (or `clips(tmp)`) into tmp/out; `prepare(out)` fills the
     output folder first and returns what must stay byte-identical."""
 
@@ -652,17 +776,22 @@ def _from_video(*flags: str, prepare: Callable[[Path], list[Path]] | None = None
         sources = clips(tmp) if clips is not None else [clip_file(tmp / "clip.avi")]
         out = tmp / "out"
         kept = prepare(out) if prepare is not None else []
-        return Setup(["from-video", *map(str, sources), "--out", str(out), "--noprogress",
-                      *flags], [*sources, *kept],
-                     None if check is None else lambda text: check(out, text))
+        return Setup(
+            ["from-video", *map(str, sources), "--out", str(out), "--noprogress", *flags],
+            [*sources, *kept],
+            None if check is None else lambda text: check(out, text),
+        )
 
     return build
 
 
 def _earlier_run(out: Path) -> list[Path]:
-    video.make_pairs_from_videos([str(clip_file(out.parent / "earlier" / "clip.avi",
-                                                frames=9))], str(out), frames=3,
-                                 progress=False)
+    video.make_pairs_from_videos(
+        [str(clip_file(out.parent / "earlier" / "clip.avi", frames=9))],
+        str(out),
+        frames=3,
+        progress=False,
+    )
     return [out]
 
 
@@ -686,8 +815,9 @@ def _deblur_all_inputs_fail(tmp: Path, env: Env) -> Setup:
     def check(text: str) -> None:
         assert not out.exists()  # no empty --out left behind
 
-    return Setup([str(bad), "--out", str(out), "--params", env.params, "--noprogress"], [bad],
-                 check)
+    return Setup(
+        [str(bad), "--out", str(out), "--params", env.params, "--noprogress"], [bad], check
+    )
 
 
 def _deblur_empty_folder_named(tmp: Path, env: Env) -> Setup:
@@ -698,14 +828,27 @@ def _deblur_empty_folder_named(tmp: Path, env: Env) -> Setup:
     def check(text: str) -> None:
         assert _files_under(out) == ["good.png"]
 
-    return Setup([str(good), str(tmp / "empty"), "--out", str(out), "--params", env.params,
-                  "--noprogress"], [good], check)
+    return Setup(
+        [str(good), str(tmp / "empty"), "--out", str(out), "--params", env.params, "--noprogress"],
+        [good],
+        check,
+    )
 
 
 def _deblur_side_by_side_images(tmp: Path, env: Env) -> Setup:
     good = png(tmp / "good.png")
-    return Setup([str(good), "--out", str(tmp / "out"), "--params", env.params, "--noprogress",
-                  "--side-by-side"], [good])
+    return Setup(
+        [
+            str(good),
+            "--out",
+            str(tmp / "out"),
+            "--params",
+            env.params,
+            "--noprogress",
+            "--side-by-side",
+        ],
+        [good],
+    )
 
 
 def _evaluate_names_sharing_a_stem(tmp: Path, env: Env) -> Setup:
@@ -714,9 +857,9 @@ def _evaluate_names_sharing_a_stem(tmp: Path, env: Env) -> Setup:
     for i, name in enumerate(("x.png", "x.jpg", "x.PNG")):
         for side, seed in (("A", i), ("B", i + 100)):
             (data / side).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_rgb(32, 32, seed)).save(data / side / name,
-                                                     format="JPEG" if name.endswith("jpg")
-                                                     else "PNG")
+            Image.fromarray(_rgb(32, 32, seed)).save(
+                data / side / name, format="JPEG" if name.endswith("jpg") else "PNG"
+            )
     out = tmp / "out"
 
     def check(text: str) -> None:
@@ -727,141 +870,337 @@ def _evaluate_names_sharing_a_stem(tmp: Path, env: Env) -> Setup:
         # its decoder's rounding, and far from the other two inputs.
         for name, saved in (("x.png", "x.png.png"), ("x.PNG", "x.png")):
             comparison = np.asarray(Image.open(out / "comparisons" / saved))
-            np.testing.assert_array_equal(comparison[:, :32],
-                                          np.asarray(Image.open(data / "A" / name)))
+            np.testing.assert_array_equal(
+                comparison[:, :32], np.asarray(Image.open(data / "A" / name))
+            )
         comparison = np.asarray(Image.open(out / "comparisons" / "x.jpg.png")).astype(int)
         jpeg = np.asarray(Image.open(data / "A" / "x.jpg").convert("RGB")).astype(int)
         assert np.abs(comparison[:, :32] - jpeg).mean() < 3
 
-    return Setup(["--params", env.params, "--data", str(data), "--layout", "paired", "--out",
-                  str(out), "--metrics", "psnr", "--noprogress", "--save-images"], [data], check)
+    return Setup(
+        [
+            "--params",
+            env.params,
+            "--data",
+            str(data),
+            "--layout",
+            "paired",
+            "--out",
+            str(out),
+            "--metrics",
+            "psnr",
+            "--noprogress",
+            "--save-images",
+        ],
+        [data],
+        check,
+    )
 
 
 CATALOGUE = [
     # deblur: bad files are named and skipped, the others written (exit 1).
     Row("deblur-corrupt", "deblur", _deblur_folder_with("bad.png", corrupt_png), 1, "bad.png"),
     Row("deblur-empty", "deblur", _deblur_folder_with("bad.png", empty_file), 1, "bad.png"),
-    Row("deblur-truncated", "deblur", _deblur_folder_with("bad.png", truncated_png), 1,
-        "bad.png: not a readable image"),
-    Row("deblur-bomb", "deblur", _deblur_folder_with("bomb.png", bomb_png), 1,
-        "bomb.png: the header claims 100000x100000 pixels"),
-    Row("deblur-tiny-5x7", "deblur",
-        _deblur_folder_with("tiny.png", lambda p: png(p, 7, 5)), 1, "5x7 is too small"),
-    Row("deblur-float-tiff", "deblur", _deblur_folder_with("float.tif", float_tiff), 1,
-        "float.tif: floating-point images (mode F"),
+    Row(
+        "deblur-truncated",
+        "deblur",
+        _deblur_folder_with("bad.png", truncated_png),
+        1,
+        "bad.png: not a readable image",
+    ),
+    Row(
+        "deblur-bomb",
+        "deblur",
+        _deblur_folder_with("bomb.png", bomb_png),
+        1,
+        "bomb.png: the header claims 100000x100000 pixels",
+    ),
+    Row(
+        "deblur-tiny-5x7",
+        "deblur",
+        _deblur_folder_with("tiny.png", lambda p: png(p, 7, 5)),
+        1,
+        "5x7 is too small",
+    ),
+    Row(
+        "deblur-float-tiff",
+        "deblur",
+        _deblur_folder_with("float.tif", float_tiff),
+        1,
+        "float.tif: floating-point images (mode F",
+    ),
     Row("deblur-odd-modes", "deblur", _deblur_odd_modes, 0, "wrote 4 image(s)"),
     Row("deblur-out-is-input", "deblur", _deblur_out_is_input, 2, "would overwrite the input"),
     Row("deblur-out-below-file", "deblur", _deblur_out_below_file, 2, "is a file, not a folder"),
-    Row("deblur-params-truncated", "deblur", _deblur_bad_params(b"\x85\xa4stem", None), 1,
-        "not a readable params file"),
-    Row("deblur-params-json-typed", "deblur", _deblur_bad_params(None, '{"ngf": "abc"}'), 1,
-        "field 'ngf' must be int"),
+    Row(
+        "deblur-params-truncated",
+        "deblur",
+        _deblur_bad_params(b"\x85\xa4stem", None),
+        1,
+        "not a readable params file",
+    ),
+    Row(
+        "deblur-params-json-typed",
+        "deblur",
+        _deblur_bad_params(None, '{"ngf": "abc"}'),
+        1,
+        "field 'ngf' must be int",
+    ),
     # evaluate: unreadable pairs named and skipped; metrics undefined on tiny images are n/a.
-    Row("evaluate-bomb", "evaluate",
-        _evaluate_set(lambda d: (bomb_png(d / "A" / "x.png"), png(d / "B" / "x.png")),
-                      expect_rows=2), 1, "x.png: unreadable"),
-    Row("evaluate-corrupt-and-empty", "evaluate",
-        _evaluate_set(lambda d: (corrupt_png(d / "A" / "c.png"), png(d / "B" / "c.png"),
-                                 empty_file(d / "A" / "e.png"), png(d / "B" / "e.png")),
-                      expect_rows=2), 1, "e.png: unreadable"),
-    Row("evaluate-tiny-9x9-5x7", "evaluate", _evaluate_tiny, 0,
-        "undefined on 2 image(s) too small for it"),
-    Row("evaluate-ctrl-c-keeps-partial", "evaluate", _evaluate_interrupted(KeyboardInterrupt),
-        130, "kept the 1 image(s) evaluated so far"),
-    Row("evaluate-out-of-memory-keeps-partial", "evaluate", _evaluate_interrupted(MemoryError),
-        1, "out of memory"),
+    Row(
+        "evaluate-bomb",
+        "evaluate",
+        _evaluate_set(
+            lambda d: (bomb_png(d / "A" / "x.png"), png(d / "B" / "x.png")), expect_rows=2
+        ),
+        1,
+        "x.png: unreadable",
+    ),
+    Row(
+        "evaluate-corrupt-and-empty",
+        "evaluate",
+        _evaluate_set(
+            lambda d: (
+                corrupt_png(d / "A" / "c.png"),
+                png(d / "B" / "c.png"),
+                empty_file(d / "A" / "e.png"),
+                png(d / "B" / "e.png"),
+            ),
+            expect_rows=2,
+        ),
+        1,
+        "e.png: unreadable",
+    ),
+    Row(
+        "evaluate-tiny-9x9-5x7",
+        "evaluate",
+        _evaluate_tiny,
+        0,
+        "undefined on 2 image(s) too small for it",
+    ),
+    Row(
+        "evaluate-ctrl-c-keeps-partial",
+        "evaluate",
+        _evaluate_interrupted(KeyboardInterrupt),
+        130,
+        "kept the 1 image(s) evaluated so far",
+    ),
+    Row(
+        "evaluate-out-of-memory-keeps-partial",
+        "evaluate",
+        _evaluate_interrupted(MemoryError),
+        1,
+        "out of memory",
+    ),
     Row("evaluate-out-below-file", "evaluate", _evaluate_out_below_file, 2, "is a file"),
     # export: never over its own input.
-    Row("export-params-onto-itself", "export", _export_onto_input("params"), 2,
-        "would replace the input"),
-    Row("export-onnx-onto-itself", "export", _export_onto_input("onnx"), 2,
-        "would replace the input"),
+    Row(
+        "export-params-onto-itself",
+        "export",
+        _export_onto_input("params"),
+        2,
+        "would replace the input",
+    ),
+    Row(
+        "export-onnx-onto-itself",
+        "export",
+        _export_onto_input("onnx"),
+        2,
+        "would replace the input",
+    ),
     Row("export-out-below-file", "export", _export_out_below_file, 2, "is a file"),
     Row("export-not-a-run", "export", _export_not_a_run, 1, "not a deblurgan-jax training"),
     # blur.
     Row("show-kernels-not-png", "blur", _show_kernels("k.xyz"), 2, "name it *.png"),
-    Row("show-kernels-below-file", "blur", _show_kernels("file.txt/k.png", blocker=True), 2,
-        "is a file"),
-    Row("make-dataset-bad-files", "blur", _make_dataset("bad_files"), 1,
-        "skipped 4 unreadable file(s)"),
+    Row(
+        "show-kernels-below-file",
+        "blur",
+        _show_kernels("file.txt/k.png", blocker=True),
+        2,
+        "is a file",
+    ),
+    Row(
+        "make-dataset-bad-files",
+        "blur",
+        _make_dataset("bad_files"),
+        1,
+        "skipped 4 unreadable file(s)",
+    ),
     Row("make-dataset-out-inside-sharp", "blur", _make_dataset("inside"), 2, "inside --sharp"),
-    Row("make-dataset-out-below-file", "blur", _make_dataset("below_file"), 2,
-        "is a file, not a folder"),
+    Row(
+        "make-dataset-out-below-file",
+        "blur",
+        _make_dataset("below_file"),
+        2,
+        "is a file, not a folder",
+    ),
     # detection_benchmark: failing plug-ins.
-    Row("detector-raises-on-image", "detection_benchmark", _detection("raises_on_images"), 1,
-        "raises_on_images' on p1.png: raised RuntimeError: model weights missing"),
-    Row("detector-factory-raises", "detection_benchmark", _detection("broken_factory"), 2,
-        "factory"),
-    Row("detector-not-importable", "detection_benchmark",
-        _detection("no_such_module_xyz:make"), 2, "cannot import 'no_such_module_xyz'"),
-    Row("detector-bomb-in-set", "detection_benchmark",
-        _detection("works", lambda d: (bomb_png(d / "A" / "x.png"), png(d / "B" / "x.png")),
-                   left_out=False), 1, "x.png"),
+    Row(
+        "detector-raises-on-image",
+        "detection_benchmark",
+        _detection("raises_on_images"),
+        1,
+        "raises_on_images' on p1.png: raised RuntimeError: model weights missing",
+    ),
+    Row(
+        "detector-factory-raises", "detection_benchmark", _detection("broken_factory"), 2, "factory"
+    ),
+    Row(
+        "detector-not-importable",
+        "detection_benchmark",
+        _detection("no_such_module_xyz:make"),
+        2,
+        "cannot import 'no_such_module_xyz'",
+    ),
+    Row(
+        "detector-bomb-in-set",
+        "detection_benchmark",
+        _detection(
+            "works", lambda d: (bomb_png(d / "A" / "x.png"), png(d / "B" / "x.png")), left_out=False
+        ),
+        1,
+        "x.png",
+    ),
     # convert.
     Row("convert-empty-pth", "convert", _convert(b""), 1, "latest_net_G.pth"),
-    Row("convert-corrupt-pth", "convert", _convert(b"PK\x03\x04 garbage" * 10), 1,
-        "latest_net_G.pth"),
+    Row(
+        "convert-corrupt-pth",
+        "convert",
+        _convert(b"PK\x03\x04 garbage" * 10),
+        1,
+        "latest_net_G.pth",
+    ),
     # train.py: configs refused before anything is written.
-    Row("train-unknown-key-subprocess", "train", _train("--config.foo=1", subprocess_run=True),
-        2, "unknown config field"),
+    Row(
+        "train-unknown-key-subprocess",
+        "train",
+        _train("--config.foo=1", subprocess_run=True),
+        2,
+        "unknown config field",
+    ),
     Row("train-unknown-key", "train", _train("--config.foo=1"), 2, "foo"),
-    Row("train-missing-config-file", "train", _train(config="configs/nothere.py"), 2,
-        "nothere.py"),
+    Row("train-missing-config-file", "train", _train(config="configs/nothere.py"), 2, "nothere.py"),
     Row("train-typed-wrong", "train", _train("--config.num_steps=abc"), 2, "abc"),
     Row("train-num-steps-0", "train", _train("--config.num_steps=0"), 2, "config.num_steps"),
-    Row("train-num-steps-negative", "train", _train("--config.num_steps=-1"), 2,
-        "config.num_steps"),
+    Row(
+        "train-num-steps-negative", "train", _train("--config.num_steps=-1"), 2, "config.num_steps"
+    ),
     Row("train-batch-size-0", "train", _train("--config.batch_size=0"), 2, "config.batch_size"),
-    Row("train-crop-size-30", "train", _train("--config.crop_size=30", max_seconds=5.0), 2,
-        "config.crop_size"),
+    Row(
+        "train-crop-size-30",
+        "train",
+        _train("--config.crop_size=30", max_seconds=5.0),
+        2,
+        "config.crop_size",
+    ),
     Row("train-workdir-below-file", "train", _train(below_file=True), 2, "is a file"),
-    Row("train-resume-model-change", "train", _train_resume_with("--config.model.ngf=16"), 2,
-        "config.model.ngf 8 -> 16"),
-    Row("train-resume-ema-change", "train", _train_resume_with("--config.ema_decay=0.999"), 2,
-        "config.ema_decay"),
-    Row("train-resume-harmless-change", "train", _train_resume_harmless, 0,
-        "resumed from step 4"),
+    Row(
+        "train-resume-model-change",
+        "train",
+        _train_resume_with("--config.model.ngf=16"),
+        2,
+        "config.model.ngf 8 -> 16",
+    ),
+    Row(
+        "train-resume-ema-change",
+        "train",
+        _train_resume_with("--config.ema_decay=0.999"),
+        2,
+        "config.ema_decay",
+    ),
+    Row("train-resume-harmless-change", "train", _train_resume_harmless, 0, "resumed from step 4"),
     # Issue 17: outputs never destroy or mix files the command did not write.
-    Row("from-video-empty-file", "blur",
-        _from_video(clips=lambda t: [empty_file(t / "clip.mp4")]), 1, "the file is empty"),
-    Row("from-video-existing-folder-is-usage", "blur", _from_video(prepare=_earlier_run), 2,
-        "already exists and is not empty"),
-    Row("from-video-crop-larger-than-frame", "blur", _from_video("--crop", "100"), 2,
-        "cannot crop a 100x100 square"),
-    Row("from-video-gamma-tiny", "blur", _from_video("--gamma", "1e-300"), 2,
-        "between 0.1 and 10"),
-    Row("from-video-gamma-huge", "blur", _from_video("--gamma", "1e300"), 2,
-        "between 0.1 and 10"),
-    Row("from-video-overwrite-onto-gopro-copy", "blur",
+    Row(
+        "from-video-empty-file",
+        "blur",
+        _from_video(clips=lambda t: [empty_file(t / "clip.mp4")]),
+        1,
+        "the file is empty",
+    ),
+    Row(
+        "from-video-existing-folder-is-usage",
+        "blur",
+        _from_video(prepare=_earlier_run),
+        2,
+        "already exists and is not empty",
+    ),
+    Row(
+        "from-video-crop-larger-than-frame",
+        "blur",
+        _from_video("--crop", "100"),
+        2,
+        "cannot crop a 100x100 square",
+    ),
+    Row("from-video-gamma-tiny", "blur", _from_video("--gamma", "1e-300"), 2, "between 0.1 and 10"),
+    Row("from-video-gamma-huge", "blur", _from_video("--gamma", "1e300"), 2, "between 0.1 and 10"),
+    Row(
+        "from-video-overwrite-onto-gopro-copy",
+        "blur",
         _from_video("--overwrite", prepare=lambda out: [gopro_copy(out / "train" / "clip")]),
-        2, "holds files that from-video did not write (blur/000000.png"),
-    Row("from-video-overwrite-with-a-foreign-frame", "blur",
-        _from_video("--overwrite", prepare=_earlier_run_plus_foreign_frame), 2,
-        "blur/000100.png"),
-    Row("from-video-truncated-clip-skipped", "blur",
-        _from_video(clips=lambda t: [clip_file(t / "good.avi"), truncated_clip(t / "cut.avi")],
-                    check=_no_sequence_written_for_the_truncated_clip), 1,
-        "cut.avi: only"),
-    Row("from-video-out-is-the-clip", "blur",
-        lambda tmp, env: Setup(["from-video", str(clip_file(tmp / "c.avi")), "--out",
-                                str(tmp / "x" / ".." / "c.avi"), "--noprogress"],
-                               [tmp / "c.avi"]), 2, "is the clip"),
-    Row("deblur-every-input-fails-leaves-no-out", "deblur", _deblur_all_inputs_fail, 1,
-        "bad.mp4"),
-    Row("deblur-empty-folder-named", "deblur", _deblur_empty_folder_named, 1,
-        "a folder without image or video files"),
-    Row("deblur-side-by-side-on-images", "deblur", _deblur_side_by_side_images, 0,
-        "--side-by-side applies to videos"),
-    Row("evaluate-names-sharing-a-stem", "evaluate", _evaluate_names_sharing_a_stem, 0,
-        "wrote"),
+        2,
+        "holds files that from-video did not write (blur/000000.png",
+    ),
+    Row(
+        "from-video-overwrite-with-a-foreign-frame",
+        "blur",
+        _from_video("--overwrite", prepare=_earlier_run_plus_foreign_frame),
+        2,
+        "blur/000100.png",
+    ),
+    Row(
+        "from-video-truncated-clip-skipped",
+        "blur",
+        _from_video(
+            clips=lambda t: [clip_file(t / "good.avi"), truncated_clip(t / "cut.avi")],
+            check=_no_sequence_written_for_the_truncated_clip,
+        ),
+        1,
+        "cut.avi: only",
+    ),
+    Row(
+        "from-video-out-is-the-clip",
+        "blur",
+        lambda tmp, env: Setup(
+            [
+                "from-video",
+                str(clip_file(tmp / "c.avi")),
+                "--out",
+                str(tmp / "x" / ".." / "c.avi"),
+                "--noprogress",
+            ],
+            [tmp / "c.avi"],
+        ),
+        2,
+        "is the clip",
+    ),
+    Row("deblur-every-input-fails-leaves-no-out", "deblur", _deblur_all_inputs_fail, 1, "bad.mp4"),
+    Row(
+        "deblur-empty-folder-named",
+        "deblur",
+        _deblur_empty_folder_named,
+        1,
+        "a folder without image or video files",
+    ),
+    Row(
+        "deblur-side-by-side-on-images",
+        "deblur",
+        _deblur_side_by_side_images,
+        0,
+        "--side-by-side applies to videos",
+    ),
+    Row("evaluate-names-sharing-a-stem", "evaluate", _evaluate_names_sharing_a_stem, 0, "wrote"),
 ]
 
 
 @pytest.mark.parametrize("row", CATALOGUE, ids=[r.id for r in CATALOGUE])
 def test_catalogue(row, params_file, plugin_module, tmp_path, capsys, monkeypatch, request):
     needs_run = row.id.startswith("train-resume")
-    env = Env(params_file, plugin_module,
-              request.getfixturevalue("reference_run")[0] if needs_run else "", monkeypatch)
+    env = Env(
+        params_file,
+        plugin_module,
+        request.getfixturevalue("reference_run")[0] if needs_run else "",
+        monkeypatch,
+    )
     setup = row.build(tmp_path, env)
     before = _hashes(setup.inputs)
     assert before or not setup.inputs, "a row's inputs must hold files"
@@ -888,8 +1227,9 @@ def test_read_only_folder(params_file, tmp_path, capsys):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        code = deblur.main([str(a), "--out", str(locked / "out"), "--params", params_file,
-                            "--noprogress"])
+        code = deblur.main(
+            [str(a), "--out", str(locked / "out"), "--params", params_file, "--noprogress"]
+        )
     finally:
         locked.chmod(0o700)
     text = "".join(capsys.readouterr())
@@ -904,8 +1244,11 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = bomb_png(tmp_path / "bomb.png")
     assert path.stat().st_size < 100  # the header alone claims 10^10 pixels
     for read in (images.read_picture, images.load_rgb8):
-        with pytest.raises(images.PictureError, match=r"bomb.png: the header claims "
-                                                      r"100000x100000 pixels"):
+        with pytest.raises(
+            images.PictureError,
+            match=r"bomb.png: the header claims "
+            r"100000x100000 pixels",
+        ):
             read(str(path))
 
 
@@ -936,8 +1279,11 @@ def test_odd_modes_read_as_pillow_converts_them(tmp_path):
     for path in odd_mode_images(tmp_path):
         with Image.open(path) as im:
             if im.mode == "I;16":
-                want = np.repeat(np.rint(np.asarray(im, np.float64) * 255 / 65535)
-                                 .astype(np.uint8)[..., None], 3, axis=-1)
+                want = np.repeat(
+                    np.rint(np.asarray(im, np.float64) * 255 / 65535).astype(np.uint8)[..., None],
+                    3,
+                    axis=-1,
+                )
             else:
                 want = np.asarray(im.convert("RGB"))
         np.testing.assert_array_equal(images.load_rgb8(path), want)
@@ -949,9 +1295,21 @@ def test_odd_modes_read_as_pillow_converts_them(tmp_path):
 
 def _start(workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
-         "--noprogress", *INTERRUPT_OVERRIDES],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "train.py",
+            "--config",
+            "configs/tiny.py",
+            "--workdir",
+            str(workdir),
+            "--noprogress",
+            *INTERRUPT_OVERRIDES,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _steps(workdir: Path) -> list[int]:
@@ -1003,8 +1361,14 @@ def test_sigint_and_sigkill_then_resume_equals_an_uninterrupted_run(reference_ru
 
     # 2. Ctrl-C right as the first checkpoint save starts: that step is saved, exit 130.
     proc = _start(workdir)
-    _wait_for(lambda: (workdir / "checkpoints").is_dir() and any(
-        not n.startswith(".") for n in os.listdir(workdir / "checkpoints")), proc, 240)
+    _wait_for(
+        lambda: (
+            (workdir / "checkpoints").is_dir()
+            and any(not n.startswith(".") for n in os.listdir(workdir / "checkpoints"))
+        ),
+        proc,
+        240,
+    )
     code, err, seconds = _stop(proc, signal.SIGINT)
     _assert_one_line_stop(code, err, seconds)
     assert "run the same command to resume" in err
@@ -1038,8 +1402,12 @@ def test_training_on_flat_saturated_and_constant_images_runs_to_the_end(tmp_path
     """Every crop flat (black, white, mid-grey, saturated red): the identity-initialised
     generator restores them exactly (PSNR capped, not infinite) and training goes on."""
     root = tmp_path / "flat"
-    colours = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128),
-               "red": (255, 0, 0)}
+    colours = {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "grey": (128, 128, 128),
+        "red": (255, 0, 0),
+    }
     for name, colour in colours.items():
         pixels = np.broadcast_to(np.array(colour, np.uint8), (40, 48, 3))
         for side in ("A", "B"):
@@ -1108,8 +1476,11 @@ def test_a_first_start_that_failed_before_any_checkpoint_does_not_pin_the_model(
 
 
 def _file_hashes(folder) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("out", ["run", "."])
@@ -1119,23 +1490,35 @@ def test_export_never_replaces_the_training_run(tmp_path, out, capsys):
     (run / "checkpoints" / "2" / "state").write_bytes(b"weights")
     (run / "config.json").write_text("{}")
     before = _file_hashes(tmp_path)
-    code = export.main(["--workdir", str(run), "--format", "saved_model", "--overwrite",
-                        "--out", str(tmp_path / out)])
+    code = export.main(
+        [
+            "--workdir",
+            str(run),
+            "--format",
+            "saved_model",
+            "--overwrite",
+            "--out",
+            str(tmp_path / out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "would replace the training directory" in err
     assert "Traceback" not in err and _file_hashes(tmp_path) == before
 
 
-@pytest.mark.parametrize("flags, phrase", [(["--gamma", "0"], "must be a positive number"),
-                                           (["--split", "a/b"], "split")])
+@pytest.mark.parametrize(
+    "flags, phrase",
+    [(["--gamma", "0"], "must be a positive number"), (["--split", "a/b"], "split")],
+)
 def test_from_video_settings_the_library_refuses_are_usage_errors(tmp_path, flags, phrase):
     clip = tmp_path / "clip.avi"
     with video.VideoWriter(str(clip), fps=240.0, size=(32, 24)) as writer:
         for i in range(9):
             writer.write(np.full((24, 32, 3), 20 * i, np.uint8))
     before = _file_hashes(tmp_path)
-    r = run_main(blur.main, "from-video", str(clip), "--out", str(tmp_path / "pairs"),
-                 "--noprogress", *flags)
+    r = run_main(
+        blur.main, "from-video", str(clip), "--out", str(tmp_path / "pairs"), "--noprogress", *flags
+    )
     assert r.returncode == 2 and phrase in r.stderr and "Traceback" not in r.stderr
     assert _file_hashes(tmp_path) == before
 
@@ -1159,17 +1542,39 @@ _GRAY = np.random.default_rng(5).integers(0, 256, (16, 16), dtype=np.uint8)
 API_REFUSALS = [
     ("video-onto-its-source", _api_video_onto_itself, FileExistsError, "input video itself"),
     ("video-of-none", _call(lambda d: d.video(None)), TypeError, "src must be a video file"),
-    ("video-of-bytes", _call(lambda d: d.video(b"clip.mp4")), TypeError,
-     "src must be a video file"),
-    ("video-fps-0", lambda tmp, d: ((lambda: d.video([np.zeros((8, 8, 3), np.uint8)],
-                                                       str(tmp / "x.mp4"), fps=0)), []),
-     ValueError, "fps must be a positive number"),
-    ("bool-image-hint", _call(lambda d: d(np.zeros((8, 8), bool))), TypeError,
-     "astype(np.uint8) * 255"),
-    ("int64-image-hint", _call(lambda d: d(np.zeros((8, 8), np.int64))), TypeError,
-     "x.astype(np.uint8)"),
-    ("mode-I-beyond-16-bits", _call(lambda d: d(Image.fromarray(
-        (_GRAY.astype(np.int32) * 1000)))), images.PictureError, "only 0..255 (8-bit)"),
+    (
+        "video-of-bytes",
+        _call(lambda d: d.video(b"clip.mp4")),
+        TypeError,
+        "src must be a video file",
+    ),
+    (
+        "video-fps-0",
+        lambda tmp, d: (
+            (lambda: d.video([np.zeros((8, 8, 3), np.uint8)], str(tmp / "x.mp4"), fps=0)),
+            [],
+        ),
+        ValueError,
+        "fps must be a positive number",
+    ),
+    (
+        "bool-image-hint",
+        _call(lambda d: d(np.zeros((8, 8), bool))),
+        TypeError,
+        "astype(np.uint8) * 255",
+    ),
+    (
+        "int64-image-hint",
+        _call(lambda d: d(np.zeros((8, 8), np.int64))),
+        TypeError,
+        "x.astype(np.uint8)",
+    ),
+    (
+        "mode-I-beyond-16-bits",
+        _call(lambda d: d(Image.fromarray((_GRAY.astype(np.int32) * 1000)))),
+        images.PictureError,
+        "only 0..255 (8-bit)",
+    ),
 ]
 
 
@@ -1180,21 +1585,31 @@ def tiny_deblurrer(params_file):
     return api.Deblurrer.from_params(params_file)
 
 
-@pytest.mark.parametrize("name, build, error, phrase", API_REFUSALS,
-                         ids=[r[0] for r in API_REFUSALS])
+@pytest.mark.parametrize(
+    "name, build, error, phrase", API_REFUSALS, ids=[r[0] for r in API_REFUSALS]
+)
 def test_api_refusals(name, build, error, phrase, tiny_deblurrer, tmp_path):
     call, inputs = build(tmp_path, tiny_deblurrer)
     before = _hashes(inputs)
-    with pytest.raises(error, match=phrase.replace("(", r"\(").replace(")", r"\)")
-                       .replace(".", r"\.").replace("*", r"\*")):
+    with pytest.raises(
+        error,
+        match=phrase.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace(".", r"\.")
+        .replace("*", r"\*"),
+    ):
         call()
     assert _hashes(inputs) == before
 
 
-@pytest.mark.parametrize("convert", [
-    lambda a: Image.fromarray(a).convert("I"),  # 32-bit integers holding 0..255
-    jnp.asarray,  # a jax.Array
-], ids=["pil-mode-I", "jax-array"])
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda a: Image.fromarray(a).convert("I"),  # 32-bit integers holding 0..255
+        jnp.asarray,  # a jax.Array
+    ],
+    ids=["pil-mode-I", "jax-array"],
+)
 def test_api_inputs_restore_like_their_uint8_equivalent(convert, tiny_deblurrer):
     expected = tiny_deblurrer(_GRAY)
     got = np.asarray(tiny_deblurrer(convert(_GRAY)))
@@ -1202,7 +1617,7 @@ def test_api_inputs_restore_like_their_uint8_equivalent(convert, tiny_deblurrer)
 
 
 def test_api_big_endian_uint16_is_read_by_value(tiny_deblurrer):
-    native = (_GRAY.astype(np.uint16) * 257)
+    native = _GRAY.astype(np.uint16) * 257
     got = tiny_deblurrer(native.astype(">u2"))
     assert got.dtype == np.dtype(">u2")
     np.testing.assert_array_equal(got.astype(np.uint16), tiny_deblurrer(native))
@@ -1211,8 +1626,9 @@ def test_api_big_endian_uint16_is_read_by_value(tiny_deblurrer):
 def test_a_short_video_batch_is_not_padded_to_the_batch_size(tiny_deblurrer, monkeypatch):
     seen = []
     infer = tiny_deblurrer._infer
-    monkeypatch.setattr(tiny_deblurrer, "_infer",
-                        lambda p, batch: seen.append(len(batch)) or infer(p, batch))
+    monkeypatch.setattr(
+        tiny_deblurrer, "_infer", lambda p, batch: seen.append(len(batch)) or infer(p, batch)
+    )
     frames = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
     out = list(tiny_deblurrer.video(frames, batch_size=256, progress=False))
     assert len(out) == 5 and seen == [8]  # the next power of two, not 256
@@ -1223,8 +1639,10 @@ def test_from_video_overwrite_interrupted_keeps_the_old_set(tmp_path, monkeypatc
     they were (no mix of 3- and 5-frame pairs), nothing hidden is left behind."""
     clip = clip_file(tmp_path / "clip.avi")
     out = tmp_path / "out"
-    assert blur.main(["from-video", str(clip), "--out", str(out), "--frames", "3",
-                      "--noprogress"]) == 0
+    assert (
+        blur.main(["from-video", str(clip), "--out", str(out), "--frames", "3", "--noprogress"])
+        == 0
+    )
     before = _hashes([tmp_path])
     real_write, calls = video._write_png, []
 
@@ -1235,8 +1653,9 @@ def test_from_video_overwrite_interrupted_keeps_the_old_set(tmp_path, monkeypatc
         real_write(path, image)
 
     monkeypatch.setattr(video, "_write_png", write_then_interrupt)
-    code = blur.main(["from-video", str(clip), "--out", str(out), "--frames", "5",
-                      "--overwrite", "--noprogress"])
+    code = blur.main(
+        ["from-video", str(clip), "--out", str(out), "--frames", "5", "--overwrite", "--noprogress"]
+    )
     text = "".join(capsys.readouterr())
     assert code == 130 and "Traceback" not in text
     assert _hashes([tmp_path]) == before
@@ -1260,8 +1679,9 @@ def test_from_video_overwrite_swap_interrupted_restores_the_old_set(tmp_path, mo
 
     monkeypatch.setattr(os, "replace", replace_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        video.make_pairs_from_videos([str(clip)], str(out), frames=5, overwrite=True,
-                                     progress=False)
+        video.make_pairs_from_videos(
+            [str(clip)], str(out), frames=5, overwrite=True, progress=False
+        )
     monkeypatch.undo()
     assert len(moved_in) >= 3 and _hashes([tmp_path]) == before
     assert sorted(os.listdir(out / "train")) == ["clip"]
@@ -1273,11 +1693,17 @@ def test_from_video_overwrite_replaces_only_what_its_manifest_lists(tmp_path):
     video.make_pairs_from_videos([str(clip)], str(out), frames=3, progress=False)  # 7 pairs
     sequence = out / "train" / "clip"
     (sequence / "notes.txt").write_text("mine")
-    video.make_pairs_from_videos([str(clip)], str(out), frames=7, overwrite=True,
-                                 progress=False)
-    assert _files_under(sequence) == ["blur/000000.png", "blur/000001.png", "blur/000002.png",
-                                      "notes.txt", "pairs.json", "sharp/000000.png",
-                                      "sharp/000001.png", "sharp/000002.png"]
+    video.make_pairs_from_videos([str(clip)], str(out), frames=7, overwrite=True, progress=False)
+    assert _files_under(sequence) == [
+        "blur/000000.png",
+        "blur/000001.png",
+        "blur/000002.png",
+        "notes.txt",
+        "pairs.json",
+        "sharp/000000.png",
+        "sharp/000001.png",
+        "sharp/000002.png",
+    ]
     assert (sequence / "notes.txt").read_text() == "mine"
     manifest = json.loads((sequence / "pairs.json").read_text())
     assert manifest["frames"] == 7 and manifest["pairs"] == 3
@@ -1286,8 +1712,9 @@ def test_from_video_overwrite_replaces_only_what_its_manifest_lists(tmp_path):
     manifest["files"] = ["../../../victim.png", str(victim), "blur/000000.png"]
     (sequence / "pairs.json").write_text(json.dumps(manifest))
     with pytest.raises(FileExistsError, match="blur/000001.png"):
-        video.make_pairs_from_videos([str(clip)], str(out), frames=7, overwrite=True,
-                                     progress=False)
+        video.make_pairs_from_videos(
+            [str(clip)], str(out), frames=7, overwrite=True, progress=False
+        )
     assert victim.exists()
 
 
@@ -1295,9 +1722,13 @@ def test_ctrl_c_during_from_video_exits_130_without_a_traceback(tmp_path):
     """The acceptance case of issue 17, as a user runs it: SIGINT 2 s after the start."""
     clip = clip_file(tmp_path / "clip.avi", frames=1500, size=(96, 64))
     out = tmp_path / "o"
-    proc = subprocess.Popen([sys.executable, "-m", "deblurgan_jax.blur", "from-video", str(clip),
-                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deblurgan_jax.blur", "from-video", str(clip), "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
     text = proc.communicate(timeout=60)[0]
@@ -1308,11 +1739,14 @@ def test_ctrl_c_during_from_video_exits_130_without_a_traceback(tmp_path):
 def test_from_video_rejects_an_empty_file_without_tensorflow(tmp_path):
     """Error mapping imports nothing: an empty clip is refused without loading TensorFlow."""
     empty = empty_file(tmp_path / "clip.mp4")
-    script = ("import sys; from deblurgan_jax import blur; "
-              f"code = blur.main(['from-video', {str(empty)!r}, '--out', {str(tmp_path / 'o')!r}]); "
-              "print('tensorflow' in sys.modules, 'jax' in sys.modules); sys.exit(code)")
-    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+    script = (
+        "import sys; from deblurgan_jax import blur; "
+        f"code = blur.main(['from-video', {str(empty)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+        "print('tensorflow' in sys.modules, 'jax' in sys.modules); sys.exit(code)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 1 and "the file is empty" in r.stderr
     assert r.stdout.split() == ["False", "False"] and "Traceback" not in r.stderr
 
@@ -1328,7 +1762,10 @@ def test_exported_params_and_run_config_follow_the_umask(tmp_path):
         checkpoints.record_run_config(str(tmp_path / "run"), tiny.get_config())
     finally:
         os.umask(old)
-    for written in (path, Path(checkpoints.model_config_path(str(path))),
-                    tmp_path / "run" / checkpoints.CONFIG_FILE):
+    for written in (
+        path,
+        Path(checkpoints.model_config_path(str(path))),
+        tmp_path / "run" / checkpoints.CONFIG_FILE,
+    ):
         assert written.stat().st_mode & 0o777 == 0o644, written
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left

@@ -1,6 +1,7 @@
 """The HTML comparison report: the changed-region search against brute force, the saved pictures
 read back, and index.html parsed with the standard library's HTMLParser (links resolve, nothing
 from the network, escaping and URL quoting, numbers as formatted, sorting run under node)."""
+
 import ast
 import glob
 import html.parser
@@ -21,7 +22,7 @@ from PIL import Image
 from deblurgan_jax.evaluation import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRICKY = 'GOPR0384_11_00/we<ird> & "q" \'s\' #1 100%.png'
+TRICKY = "GOPR0384_11_00/we<ird> & \"q\" 's' #1 100%.png"
 
 
 # --------------------------------------------------------------------------------------------
@@ -38,7 +39,7 @@ def brute_force_region(blurred, restored, size):
     best, where = -1, None
     for top in range(height - h + 1):
         for left in range(width - w + 1):
-            s = int(d[top:top + h, left:left + w].sum())
+            s = int(d[top : top + h, left : left + w].sum())
             if s > best:
                 best, where = s, (top, left, h, w)
     return where
@@ -133,14 +134,24 @@ def test_changed_region_finds_a_known_square():
     assert report.changed_region(blurred, restored, 16) == brute_force_region(blurred, restored, 16)
 
 
-@pytest.mark.parametrize("shape,size", [((23, 31, 3), 7), ((23, 31, 3), 1), ((12, 40, 3), 16),
-                                        ((40, 12), 16), ((9, 9, 3), 9), ((17, 5), 3)])
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((23, 31, 3), 7),
+        ((23, 31, 3), 1),
+        ((12, 40, 3), 16),
+        ((40, 12), 16),
+        ((9, 9, 3), 9),
+        ((17, 5), 3),
+    ],
+)
 def test_changed_region_equals_brute_force(shape, size):
     rng = np.random.default_rng(sum(shape) * 31 + size)
     blurred = rng.integers(0, 256, shape, dtype=np.uint8)
     restored = rng.integers(0, 256, shape, dtype=np.uint8)
-    assert report.changed_region(blurred, restored, size) == brute_force_region(blurred, restored,
-                                                                                size)
+    assert report.changed_region(blurred, restored, size) == brute_force_region(
+        blurred, restored, size
+    )
 
 
 def test_changed_region_uses_absolute_differences_without_uint8_wraparound():
@@ -206,8 +217,9 @@ def read_png(path):
 def test_save_entry_images_writes_what_it_returns(tmp_path):
     blurred, restored, sharp = astronaut_triple()
     out = str(tmp_path)
-    entry = report.save_entry_images(out, "GOPR0384_11_00/000001.png", blurred, restored, sharp,
-                                     zoom=32, zoom_scale=3)
+    entry = report.save_entry_images(
+        out, "GOPR0384_11_00/000001.png", blurred, restored, sharp, zoom=32, zoom_scale=3
+    )
     assert entry.name == "GOPR0384_11_00/000001.png"
     box = windowed_region(blurred, restored, 32)
     assert entry.zoom_box == box
@@ -218,11 +230,11 @@ def test_save_entry_images_writes_what_it_returns(tmp_path):
         zoom_rel = getattr(entry, f"zoom_{kind}")
         for r in (rel, zoom_rel):
             assert not os.path.isabs(r) and "\\" not in r and r.startswith("report/"), r
-            assert "/" not in r[len("report/"):], r
+            assert "/" not in r[len("report/") :], r
         assert os.path.basename(rel).endswith(f"_{kind}.png")
         assert os.path.basename(zoom_rel).endswith(f"_zoom_{kind}.png")
         np.testing.assert_array_equal(read_png(os.path.join(out, rel)), image)
-        crop = image[top:top + h, left:left + w]
+        crop = image[top : top + h, left : left + w]
         enlarged = np.kron(crop, np.ones((3, 3, 1), np.uint8))  # nearest neighbour, x3
         np.testing.assert_array_equal(read_png(os.path.join(out, zoom_rel)), enlarged)
     assert os.path.basename(entry.blurred).startswith("GOPR0384_11_00_000001")
@@ -250,12 +262,21 @@ def test_save_entry_images_grayscale_and_tiny(tmp_path):
 
 def test_stems_are_safe_readable_and_unique(tmp_path):
     img = np.zeros((4, 4, 3), np.uint8)
-    names = ["a/b.png", "a_b.png", "a b.png", "a_b.jpg", "a<b>.png", "../../escape.png", ".hidden",
-             TRICKY, "\u00e9t\u00e9.png"]
+    names = [
+        "a/b.png",
+        "a_b.png",
+        "a b.png",
+        "a_b.jpg",
+        "a<b>.png",
+        "../../escape.png",
+        ".hidden",
+        TRICKY,
+        "\u00e9t\u00e9.png",
+    ]
     stems = set()
     for name in names:
         entry = report.save_entry_images(str(tmp_path), name, img, img, img, zoom=2)
-        stem = os.path.basename(entry.blurred)[:-len("_blurred.png")]
+        stem = os.path.basename(entry.blurred)[: -len("_blurred.png")]
         assert all(c.isascii() and (c.isalnum() or c in "._-") for c in stem), stem
         assert not stem.startswith("."), stem
         stems.add(stem)
@@ -273,20 +294,43 @@ METRICS = ("psnr", "ssim", "cw_ssim", "lpips_alex")
 
 
 def summary_and_rows():
-    summary = {"num_images": 4, "psnr_blurred": 24.31, "psnr": 25.42,
-               "ssim_blurred": 0.8012, "ssim": 0.85, "cw_ssim_blurred": math.nan, "cw_ssim": 0.9,
-               "lpips_alex_blurred": 0.30, "lpips_alex": 0.20, "seconds_per_image": 0.1234,
-               "source": {"params": "runs/demo/params.msgpack", "step": 1300},
-               "data": {"data": "demo", "layout": "demo", "split": "test"},
-               "note": "trained <quickly> & on 2 cores", "model": None}
+    summary = {
+        "num_images": 4,
+        "psnr_blurred": 24.31,
+        "psnr": 25.42,
+        "ssim_blurred": 0.8012,
+        "ssim": 0.85,
+        "cw_ssim_blurred": math.nan,
+        "cw_ssim": 0.9,
+        "lpips_alex_blurred": 0.30,
+        "lpips_alex": 0.20,
+        "seconds_per_image": 0.1234,
+        "source": {"params": "runs/demo/params.msgpack", "step": 1300},
+        "data": {"data": "demo", "layout": "demo", "split": "test"},
+        "note": "trained <quickly> & on 2 cores",
+        "model": None,
+    }
 
     def row(name, psnr_b, psnr, seconds, cw=0.9):
-        return {"name": name, "psnr_blurred": psnr_b, "psnr": psnr, "ssim_blurred": 0.8,
-                "ssim": 0.81, "cw_ssim_blurred": 0.95, "cw_ssim": cw, "lpips_alex_blurred": 0.3,
-                "lpips_alex": 0.25, "seconds": seconds}
+        return {
+            "name": name,
+            "psnr_blurred": psnr_b,
+            "psnr": psnr,
+            "ssim_blurred": 0.8,
+            "ssim": 0.81,
+            "cw_ssim_blurred": 0.95,
+            "cw_ssim": cw,
+            "lpips_alex_blurred": 0.3,
+            "lpips_alex": 0.25,
+            "seconds": seconds,
+        }
 
-    rows = [row("img10.png", 24.0, 25.5, 0.2), row(TRICKY, 22.0, math.inf, 0.1),
-            row("img2.png", 26.0, 25.0, 0.3, cw=math.nan), row("img1.png", 23.0, 24.0, 0.05)]
+    rows = [
+        row("img10.png", 24.0, 25.5, 0.2),
+        row(TRICKY, 22.0, math.inf, 0.1),
+        row("img2.png", 26.0, 25.0, 0.3, cw=math.nan),
+        row("img1.png", 23.0, 24.0, 0.05),
+    ]
     return summary, rows
 
 
@@ -295,9 +339,12 @@ def make_report(out, titles=None):
     name's entry with hand-made paths that need URL quoting."""
     summary, rows = summary_and_rows()
     blurred, restored, sharp = astronaut_triple()
-    entries = [report.save_entry_images(out, rows[0]["name"], blurred, restored, sharp, zoom=32),
-               report.save_entry_images(out, rows[1]["name"], blurred[:50], restored[:50],
-                                        sharp[:50], zoom=32)]
+    entries = [
+        report.save_entry_images(out, rows[0]["name"], blurred, restored, sharp, zoom=32),
+        report.save_entry_images(
+            out, rows[1]["name"], blurred[:50], restored[:50], sharp[:50], zoom=32
+        ),
+    ]
     # Paths with a space, '#' and '%' (as a caller could pass them).
     folder = os.path.join(out, "my pics")
     os.makedirs(folder, exist_ok=True)
@@ -306,8 +353,7 @@ def make_report(out, titles=None):
         rel = f"my pics/a #1 100%_{kind}.png"
         shutil.copy(os.path.join(out, getattr(entries[0], kind)), os.path.join(out, rel))
         paths[kind] = rel
-    entries.append(report.ReportEntry(name=rows[2]["name"], zoom_box=entries[0].zoom_box,
-                                      **paths))
+    entries.append(report.ReportEntry(name=rows[2]["name"], zoom_box=entries[0].zoom_box, **paths))
     path = report.write_index_html(out, summary, rows, METRICS, entries, metric_titles=titles)
     return path, summary, rows, entries
 
@@ -400,8 +446,10 @@ def test_index_html_summary_numbers(tmp_path):
     path, summary, rows, entries = make_report(out, titles={"cw_ssim": "CW-SSIM"})
     text, root = parse(path)
     table = root.find("table", class_="summary")
-    by_metric = {tr.attrs["data-metric"]: [c.text() for c in cells(tr)]
-                 for tr in table.find("tbody").iter("tr")}
+    by_metric = {
+        tr.attrs["data-metric"]: [c.text() for c in cells(tr)]
+        for tr in table.find("tbody").iter("tr")
+    }
     assert list(by_metric) == list(METRICS)
     assert by_metric["psnr"] == ["PSNR (dB)", "24.31", "25.42", "+1.11"]
     assert by_metric["ssim"] == ["SSIM (standard)", "0.8012", "0.8500", "+0.0488"]
@@ -487,16 +535,19 @@ def test_sorting_script_under_node(tmp_path):
     script = next(root.iter("script")).text()
     table = root.find("table", id="per-image-table")
     heads = [h.attrs for h in table.find("thead").iter("th")]
-    body = [{"i": tr.attrs["data-i"], "cells": [c.attrs.get("data-v") for c in cells(tr)]}
-            for tr in table.find("tbody").iter("tr")]
+    body = [
+        {"i": tr.attrs["data-i"], "cells": [c.attrs.get("data-v") for c in cells(tr)]}
+        for tr in table.find("tbody").iter("tr")
+    ]
     psnr, psnr_gain, cw, name_col = 3, 4, 9, 1
     clicks = [psnr, psnr, psnr_gain, cw, cw, name_col, 0, 0]
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps({"heads": heads, "rows": body, "clicks": clicks}))
     js = tmp_path / "run.js"
     js.write_text(NODE_SHIM + script + NODE_RUN)
-    result = subprocess.run(["node", str(js), str(spec_path)], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        ["node", str(js), str(spec_path)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
 
@@ -508,11 +559,16 @@ def test_sorting_script_under_node(tmp_path):
         return finite + [i for i, v in enumerate(values) if math.isnan(v)]
 
     gain = lambda r: r["psnr"] - r["psnr_blurred"]  # noqa: E731
-    expected = [order(lambda r: r["psnr"], False), order(lambda r: r["psnr"], True),
-                order(gain, False), order(lambda r: r["cw_ssim"], False),
-                order(lambda r: r["cw_ssim"], True),
-                [1, 3, 2, 0],  # names, numeric-aware: 'GOPR0384...', img1, img2, img10
-                [0, 1, 2, 3], [3, 2, 1, 0]]  # '#': the original order, then reversed
+    expected = [
+        order(lambda r: r["psnr"], False),
+        order(lambda r: r["psnr"], True),
+        order(gain, False),
+        order(lambda r: r["cw_ssim"], False),
+        order(lambda r: r["cw_ssim"], True),
+        [1, 3, 2, 0],  # names, numeric-aware: 'GOPR0384...', img1, img2, img10
+        [0, 1, 2, 3],
+        [3, 2, 1, 0],
+    ]  # '#': the original order, then reversed
     assert [g["order"] for g in got] == expected
     assert got[0]["sort"][psnr] == "ascending" and got[1]["sort"][psnr] == "descending"
     assert sum(s is not None for s in got[2]["sort"]) == 1
@@ -520,7 +576,9 @@ def test_sorting_script_under_node(tmp_path):
 
 
 def test_report_imports_only_stdlib_numpy_and_pil():
-    with open(os.path.join(ROOT, "deblurgan_jax", "evaluation", "report.py"), encoding="utf-8") as f:
+    with open(
+        os.path.join(ROOT, "deblurgan_jax", "evaluation", "report.py"), encoding="utf-8"
+    ) as f:
         tree = ast.parse(f.read())
     modules = set()
     for node in ast.walk(tree):

@@ -1,6 +1,7 @@
 """Training at scale: rematerialisation (same params, same results), the EMA of the generator's
 weights (its recurrence, exact resume, export), bfloat16 compute (tracks float32, still learns)
 and the one-shot accelerator check (`experiments/gpu_check.py --smoke`). Tiny networks, CPU."""
+
 import importlib.util
 import json
 import os
@@ -39,8 +40,10 @@ def _tiny(**overrides):
 @pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
-    return {k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
-            for k in ("blurred", "sharp")}
+    return {
+        k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+        for k in ("blurred", "sharp")
+    }
 
 
 _STEPS = {}
@@ -70,12 +73,15 @@ def _leaves(tree):
 @pytest.mark.parametrize("remat", ["blocks", "full"])
 def test_remat_keeps_parameter_names_and_values(remat):
     x = jnp.zeros((1, 32, 32, 3))
-    for make in (lambda r: models.ResnetGenerator(ngf=8, n_blocks=2, remat=r),
-                 lambda r: models.PatchCritic(ndf=8, remat=r)):
+    for make in (
+        lambda r: models.ResnetGenerator(ngf=8, n_blocks=2, remat=r),
+        lambda r: models.PatchCritic(ndf=8, remat=r),
+    ):
         plain = make("none").init(jax.random.key(0), x)["params"]
         wrapped = make(remat).init(jax.random.key(0), x)["params"]
-        paths = lambda t: [jax.tree_util.keystr(p)  # noqa: E731
-                           for p, _ in jax.tree_util.tree_leaves_with_path(t)]
+        paths = lambda t: [  # noqa: E731
+            jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(t)
+        ]
         assert paths(wrapped) == paths(plain)
         for a, b in zip(_leaves(wrapped), _leaves(plain)):
             np.testing.assert_array_equal(a, b)
@@ -85,17 +91,21 @@ def test_remat_keeps_parameter_names_and_values(remat):
     for after_relu in (True, False):
         vgg = lambda r: models.VGGFeatures(after_relu=after_relu, remat=r)  # noqa: E731
         params = vgg("none").init(jax.random.key(0), x)["params"]
-        assert jax.tree_util.tree_structure(vgg(remat).init(jax.random.key(0), x)["params"]) \
-            == jax.tree_util.tree_structure(params)
-        grads = [jax.grad(lambda y: jnp.sum(vgg(r).apply({"params": params}, y) ** 2))(x)
-                 for r in ("none", remat)]
+        assert jax.tree_util.tree_structure(
+            vgg(remat).init(jax.random.key(0), x)["params"]
+        ) == jax.tree_util.tree_structure(params)
+        grads = [
+            jax.grad(lambda y: jnp.sum(vgg(r).apply({"params": params}, y) ** 2))(x)
+            for r in ("none", remat)
+        ]
         np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-7)
     x = jnp.zeros((1, 32, 32, 3))
     # ... and the checkpointing is really in the traced program (the test can fail).
     g = models.ResnetGenerator(ngf=8, n_blocks=2, remat=remat)
     params = g.init(jax.random.key(0), x)["params"]
-    jaxpr = str(jax.make_jaxpr(lambda p: jax.grad(
-        lambda p: jnp.sum(g.apply({"params": p}, x)))(p))(params))
+    jaxpr = str(
+        jax.make_jaxpr(lambda p: jax.grad(lambda p: jnp.sum(g.apply({"params": p}, x)))(p))(params)
+    )
     assert "checkpoint" in jaxpr or "remat" in jaxpr
     with pytest.raises(ValueError, match="remat"):
         models.ResnetGenerator(remat="sometimes").init(jax.random.key(0), x)
@@ -103,16 +113,17 @@ def test_remat_keeps_parameter_names_and_values(remat):
 
 # 'full' nests the 'blocks' checkpoints, so cpu_fast x full (a minute to compile on this
 # machine, measured equal to 4.1e-7) adds little over cpu_fast x blocks.
-@pytest.mark.parametrize("conv_impl, remat", [("xla", "blocks"), ("xla", "full"),
-                                              ("cpu_fast", "blocks")])
+@pytest.mark.parametrize(
+    "conv_impl, remat", [("xla", "blocks"), ("xla", "full"), ("cpu_fast", "blocks")]
+)
 def test_remat_step_equals_plain_step(batch, conv_impl, remat):
     """One full train step (critic updates with the gradient penalty's double backward, then
     the generator with dropout) gives the same params within 1e-6 (measured: <= 4.1e-7)."""
     _, plain, plain_metrics = one_step(batch, **{"model.conv_impl": conv_impl})
-    _, rematted, remat_metrics = one_step(batch, **{"model.conv_impl": conv_impl,
-                                                    "remat": remat})
-    for a, b in zip(_leaves((rematted.g_params, rematted.d_params)),
-                    _leaves((plain.g_params, plain.d_params))):
+    _, rematted, remat_metrics = one_step(batch, **{"model.conv_impl": conv_impl, "remat": remat})
+    for a, b in zip(
+        _leaves((rematted.g_params, rematted.d_params)), _leaves((plain.g_params, plain.d_params))
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     for k, v in plain_metrics.items():
         np.testing.assert_allclose(remat_metrics[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
@@ -158,8 +169,9 @@ def test_ema_follows_its_recurrence_and_leaves_training_alone(batch):
     for got, w in zip(_leaves(state.ema_params), want):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-7)
-    assert not all(np.array_equal(a, b)
-                   for a, b in zip(_leaves(state.ema_params), _leaves(state.g_params)))
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(_leaves(state.ema_params), _leaves(state.g_params))
+    )
     # The raw weights are those of a run without EMA (first step of the same config).
     _, plain, _ = one_step(batch, **{"model.conv_impl": "xla"})
     first = train.create_train_state(config, networks)
@@ -200,8 +212,12 @@ def test_ema_resume_is_exact_and_export_picks_the_weights(tmp_path):
     stored.ema_decay = 0.0
     with open(os.path.join(plain, checkpoints.CONFIG_FILE), "w") as f:
         f.write(stored.to_json())
-    assert export.main(["--workdir", plain, "--weights", "ema", "--out",
-                        str(tmp_path / "none.msgpack")]) != 0
+    assert (
+        export.main(
+            ["--workdir", plain, "--weights", "ema", "--out", str(tmp_path / "none.msgpack")]
+        )
+        != 0
+    )
     assert not os.path.exists(tmp_path / "none.msgpack")
 
 
@@ -214,8 +230,9 @@ def test_bfloat16_step_tracks_float32(batch):
     gradients flip) at cosine 0.90 (generator) / 0.96 (critic) with 95% / 97% equal signs
     (with the tiny config's two critic updates)."""
     before32, after32, m32 = one_step(batch, n_critic=2, **{"model.conv_impl": "xla"})
-    before16, after16, m16 = one_step(batch, n_critic=2, compute_dtype="bfloat16",
-                                      **{"model.conv_impl": "xla"})
+    before16, after16, m16 = one_step(
+        batch, n_critic=2, compute_dtype="bfloat16", **{"model.conv_impl": "xla"}
+    )
     for leaf in jax.tree_util.tree_leaves(after16):  # params, Adam moments, EMA: float32
         assert leaf.dtype in (jnp.float32, jnp.int32, jnp.uint32), leaf.dtype
     for k in ("d_loss", "g_loss", "g_content", "gradient_penalty", "train_psnr"):
@@ -225,14 +242,26 @@ def test_bfloat16_step_tracks_float32(batch):
     for k in ("d_grad_norm", "g_grad_norm"):
         np.testing.assert_allclose(m16[k], m32[k], rtol=3e-2, err_msg=k)
     for i, (min_cos, min_signs) in enumerate(((0.85, 0.9), (0.9, 0.93))):
-        np.testing.assert_array_equal(np.concatenate([x.ravel() for x in _leaves(before16[i])]),
-                                      np.concatenate([x.ravel() for x in _leaves(before32[i])]))
-        u32 = np.concatenate([(b - a).ravel() for a, b in
-                              zip(_leaves(before32[i]), _leaves((after32.g_params,
-                                                                 after32.d_params)[i]))])
-        u16 = np.concatenate([(b - a).ravel() for a, b in
-                              zip(_leaves(before16[i]), _leaves((after16.g_params,
-                                                                 after16.d_params)[i]))])
+        np.testing.assert_array_equal(
+            np.concatenate([x.ravel() for x in _leaves(before16[i])]),
+            np.concatenate([x.ravel() for x in _leaves(before32[i])]),
+        )
+        u32 = np.concatenate(
+            [
+                (b - a).ravel()
+                for a, b in zip(
+                    _leaves(before32[i]), _leaves((after32.g_params, after32.d_params)[i])
+                )
+            ]
+        )
+        u16 = np.concatenate(
+            [
+                (b - a).ravel()
+                for a, b in zip(
+                    _leaves(before16[i]), _leaves((after16.g_params, after16.d_params)[i])
+                )
+            ]
+        )
         cos = float(u16 @ u32 / np.linalg.norm(u16) / np.linalg.norm(u32))
         assert cos > min_cos, (i, cos)
         assert np.mean(np.sign(u16) == np.sign(u32)) > min_signs
@@ -240,10 +269,16 @@ def test_bfloat16_step_tracks_float32(batch):
 
 def test_bfloat16_training_still_learns():
     """The fixed-batch learning check of test_train in bfloat16 (float32 params and Adam)."""
-    config = _tiny(compute_dtype="bfloat16", n_critic=1, learning_rate=1e-3, num_steps=150,
-                   **{"model.conv_impl": "auto"})
-    batches = pipeline.create_train_dataset(config.data, batch_size=config.batch_size,
-                                        crop_size=config.crop_size, seed=0)
+    config = _tiny(
+        compute_dtype="bfloat16",
+        n_critic=1,
+        learning_rate=1e-3,
+        num_steps=150,
+        **{"model.conv_impl": "auto"},
+    )
+    batches = pipeline.create_train_dataset(
+        config.data, batch_size=config.batch_size, crop_size=config.crop_size, seed=0
+    )
     fixed = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
     batches.close()
     networks = train.create_networks(config)
@@ -280,13 +315,17 @@ def _positive_numbers(tree):
 
 def test_gpu_check_smoke(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(
-        "gpu_check", os.path.join(ROOT, "experiments", "gpu_check.py"))
+        "gpu_check", os.path.join(ROOT, "experiments", "gpu_check.py")
+    )
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
     out = tmp_path / "check.json"
     result = gpu_check.main(["--smoke", "--out", str(out)])
-    assert json.loads(out.read_text()) == json.loads(capsys.readouterr().out) == \
-        json.loads(json.dumps(result))
+    assert (
+        json.loads(out.read_text())
+        == json.loads(capsys.readouterr().out)
+        == json.loads(json.dumps(result))
+    )
     assert result["backend"] == "cpu" and result["smoke"]
     inference_rows = result["generator_inference"]
     for dtype in ("float32", "bfloat16"):

@@ -1,5 +1,6 @@
 """Training: determinism, exact resume, a SIGKILL during an async save, non-finite losses, and
 that the model can learn (tiny networks, CPU)."""
+
 import os
 import shutil
 import signal
@@ -57,8 +58,10 @@ def test_same_seed_same_params(straight_run, second_run, tmp_path):
     config.seed = 1
     config.num_steps = 2
     other = train.train_and_evaluate(config, str(tmp_path / "seed1"), progress=False)
-    assert not np.array_equal(np.asarray(jax.tree_util.tree_leaves(other.g_params)[0]),
-                              jax.tree_util.tree_leaves(want["g"])[0])
+    assert not np.array_equal(
+        np.asarray(jax.tree_util.tree_leaves(other.g_params)[0]),
+        jax.tree_util.tree_leaves(want["g"])[0],
+    )
 
 
 def test_resume_from_checkpoint_is_exact(straight_run, second_run, tmp_path, capsys):
@@ -82,8 +85,16 @@ def test_resume_from_checkpoint_is_exact(straight_run, second_run, tmp_path, cap
 def test_sigkill_during_async_save_then_restart(straight_run, tmp_path):
     _, want = straight_run
     workdir = tmp_path / "run"
-    cmd = [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
-           "--config.checkpoint_every=1", "--noprogress"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        "--config",
+        "configs/tiny.py",
+        "--workdir",
+        str(workdir),
+        "--config.checkpoint_every=1",
+        "--noprogress",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpts = workdir / "checkpoints"
     killed_mid_save = False
@@ -118,7 +129,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     train.train_and_evaluate(config, workdir, progress=False)
     good = checkpoints.load_generator_from_workdir(workdir)[0]
     config.num_steps = 6
-    nan_schedule = lambda cfg: (lambda step: jnp.float32(jnp.nan))  # noqa: E731
+    nan_schedule = lambda cfg: lambda step: jnp.float32(jnp.nan)  # noqa: E731
     monkeypatch.setattr(train, "learning_rate_schedule", nan_schedule)
     with pytest.raises(train.NonFiniteLossError, match="non-finite"):
         train.train_and_evaluate(config, workdir, progress=False)
@@ -128,9 +139,22 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 
 
 def test_cli_reports_non_finite_loss_and_bad_config(tmp_path):
-    r = subprocess.run([sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir",
-                        str(tmp_path), "--config.data.source=nope", "--noprogress"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--config",
+            "configs/tiny.py",
+            "--workdir",
+            str(tmp_path),
+            "--config.data.source=nope",
+            "--noprogress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2
     assert "error:" in r.stderr and "nope" in r.stderr and "Traceback" not in r.stderr
 
@@ -140,8 +164,9 @@ def test_tiny_model_learns_a_fixed_batch():
     config.n_critic = 1
     config.learning_rate = 1e-3
     config.num_steps = 150
-    batches = pipeline.create_train_dataset(config.data, batch_size=config.batch_size,
-                                        crop_size=config.crop_size, seed=0)
+    batches = pipeline.create_train_dataset(
+        config.data, batch_size=config.batch_size, crop_size=config.crop_size, seed=0
+    )
     batch = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
     networks = train.create_networks(config)
     state = train.create_train_state(config, networks)
@@ -171,12 +196,17 @@ def test_pixel_l1_term_joins_the_generator_loss():
     networks = train.create_networks(config)
     state = train.create_train_state(config, networks)
     rng = np.random.default_rng(0)
-    batch = {k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
-             for k in ("blurred", "sharp")}
+    batch = {
+        k: jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+        for k in ("blurred", "sharp")
+    }
     restored = networks.generator.apply({"params": state.g_params}, batch["blurred"])
     want = np.mean(np.abs(np.asarray(restored) - np.asarray(batch["sharp"])))
     _, step_metrics = train.make_train_step(config, networks)(state, batch, None)
     np.testing.assert_allclose(float(step_metrics["g_pixel_l1"]), want, rtol=1e-5)
-    total = (config.loss.adversarial_weight * step_metrics["g_adversarial"]
-             + config.loss.content_weight * step_metrics["g_content"] + 7.0 * want)
+    total = (
+        config.loss.adversarial_weight * step_metrics["g_adversarial"]
+        + config.loss.content_weight * step_metrics["g_content"]
+        + 7.0 * want
+    )
     np.testing.assert_allclose(float(step_metrics["g_loss"]), float(total), rtol=1e-5)

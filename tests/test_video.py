@@ -5,6 +5,7 @@ Test clips are made here: a crop window moving 1 px per frame to the right over 
 `blur from-video`, training and `evaluate --save-images` (its HTML report parsed) to a Deblurrer. Expected values are computed directly with NumPy from frames decoded
 with plain OpenCV (not with the module's reader), so codec losses do not matter.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,6 +28,7 @@ W, H = 96, 64  # test clip size
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _scene() -> np.ndarray:
     return np.asarray(Image.fromarray(skdata.astronaut()).resize((128, 128), Image.BILINEAR))
 
@@ -35,14 +37,15 @@ def _camera_path(count: int = 21, width: int = W, height: int = H) -> list[np.nd
     """`count` RGB frames of a window moving 1 px to the right per frame."""
     scene = _scene()
     top = (scene.shape[0] - height) // 2
-    return [scene[top:top + height, i:i + width].copy() for i in range(count)]
+    return [scene[top : top + height, i : i + width].copy() for i in range(count)]
 
 
 def _cv2_write(path: Path, frames_rgb, fourcc: str = "MJPG", fps: float = 24.0) -> Path:
     """Writes a clip with plain OpenCV (independent of video.VideoWriter)."""
     height, width = frames_rgb[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), fps,
-                             (width, height))
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height)
+    )
     assert writer.isOpened()
     for frame in frames_rgb:
         writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
@@ -66,7 +69,7 @@ def _cv2_read(path: Path) -> list[np.ndarray]:
 def _direct_average(frames, gamma: float) -> np.ndarray:
     """The Nah et al. average written out: (mean of (f/255)^g)^(1/g) * 255, rounded."""
     stack = np.stack(frames).astype(np.float64) / 255.0
-    return np.rint(255.0 * np.mean(stack ** gamma, axis=0) ** (1.0 / gamma)).astype(np.uint8)
+    return np.rint(255.0 * np.mean(stack**gamma, axis=0) ** (1.0 / gamma)).astype(np.uint8)
 
 
 def _load_png(path: Path) -> np.ndarray:
@@ -76,8 +79,9 @@ def _load_png(path: Path) -> np.ndarray:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def _files(root: Path) -> set[str]:
@@ -103,6 +107,7 @@ def clip_frames(clip) -> list[np.ndarray]:
 
 # ----------------------------------------------------------------------------- averaging
 
+
 def test_closed_form_averages():
     ten, twenty = np.full((4, 5, 3), 10, np.uint8), np.full((4, 5, 3), 20, np.uint8)
     assert np.all(video.linear_light_average([ten, twenty], gamma=1) == 15)
@@ -110,15 +115,17 @@ def test_closed_form_averages():
     assert np.all(video.linear_light_average([black, white], gamma=2) == 180)
     assert round(255 * np.sqrt(0.5)) == 180
     # sRGB-like gamma makes the average of black and white brighter than the plain mean.
-    assert np.all(video.linear_light_average([black, white], gamma=2.2)
-                  == round(255 * 0.5 ** (1 / 2.2)))
+    assert np.all(
+        video.linear_light_average([black, white], gamma=2.2) == round(255 * 0.5 ** (1 / 2.2))
+    )
     # Gamma 1 is the plain mean rounded half to even.
     assert np.all(video.linear_light_average([ten, np.full_like(ten, 21)], gamma=1) == 16)
     assert np.all(video.linear_light_average([ten, np.full_like(ten, 11)], gamma=1) == 10)
     # ... for every pair of values (the float formula misrounds thousands of these ties).
     x, y = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
-    np.testing.assert_array_equal(video.linear_light_average([x, y], gamma=1),
-                                  np.rint((x.astype(int) + y) / 2))
+    np.testing.assert_array_equal(
+        video.linear_light_average([x, y], gamma=1), np.rint((x.astype(int) + y) / 2)
+    )
 
 
 @pytest.mark.parametrize("gamma", [2.2, 1.0, 0.45, 3])
@@ -155,6 +162,7 @@ def test_average_rejects_mixed_shapes_and_dtypes():
 
 # ----------------------------------------------------------------------------- windows
 
+
 def test_blur_windows():
     assert video.blur_windows(21, 7) == [(0, 3), (7, 10), (14, 17)]
     assert video.blur_windows(21, 7, stride=2) == [(s, s + 3) for s in range(0, 15, 2)]
@@ -187,9 +195,10 @@ def test_pairs_from_frames_streams_windows():
     assert len(pulled) == 7  # the first pair needs exactly 7 frames
     rest = list(pairs)
     assert [p[0] for p in [first] + rest] == list(range(8))
-    for (index, blurred, sharp), (start, middle) in zip([first] + rest,
-                                                         video.blur_windows(21, 7, 2)):
-        np.testing.assert_array_equal(blurred, _direct_average(frames[start:start + 7], 2.2))
+    for (index, blurred, sharp), (start, middle) in zip(
+        [first] + rest, video.blur_windows(21, 7, 2)
+    ):
+        np.testing.assert_array_equal(blurred, _direct_average(frames[start : start + 7], 2.2))
         np.testing.assert_array_equal(sharp, frames[middle])
     with pytest.raises(ValueError):
         video.pairs_from_frames(iter(frames), frames_per_pair=4)
@@ -198,6 +207,7 @@ def test_pairs_from_frames_streams_windows():
 
 
 # ----------------------------------------------------------------------------- prepare_frame
+
 
 def test_prepare_frame_crop_and_downscale():
     rng = np.random.default_rng(2)
@@ -209,7 +219,7 @@ def test_prepare_frame_crop_and_downscale():
     crop = frame[16:48, 32:64].astype(np.float64)
     for y in range(16):
         for x in range(16):
-            block = crop[2 * y:2 * y + 2, 2 * x:2 * x + 2].reshape(4, 3)
+            block = crop[2 * y : 2 * y + 2, 2 * x : 2 * x + 2].reshape(4, 3)
             np.testing.assert_array_equal(small[y, x], np.rint(block.mean(axis=0)))
     # Exact 2x2 mean, rounded half to even: (1 + 2 + 2 + 2) / 4 = 1.75 -> 2; 10 / 4 = 2.5 -> 2.
     tile = np.array([[1, 2], [2, 2]], np.uint8)
@@ -224,6 +234,7 @@ def test_prepare_frame_crop_and_downscale():
 
 
 # ----------------------------------------------------------------------------- reading
+
 
 def test_is_video_name():
     assert video.is_video_name("a.mp4") and video.is_video_name("dir/CLIP.MOV")
@@ -254,28 +265,35 @@ def _make_bad_inputs(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "zero.mp4").write_bytes(b"")
     (tmp_path / "text.mp4").write_text("this is not a video\n" * 100)
     (tmp_path / "folder.mp4").mkdir()
-    return {"missing": tmp_path / "missing.mp4", "zero": tmp_path / "zero.mp4",
-            "text": tmp_path / "text.mp4", "folder": tmp_path / "folder.mp4"}
+    return {
+        "missing": tmp_path / "missing.mp4",
+        "zero": tmp_path / "zero.mp4",
+        "text": tmp_path / "text.mp4",
+        "folder": tmp_path / "folder.mp4",
+    }
 
 
 @pytest.mark.parametrize("kind", ["missing", "zero", "text", "folder"])
 def test_unreadable_files_raise_video_error(tmp_path, kind):
     path = _make_bad_inputs(tmp_path)[kind]
-    for call in (video.probe, lambda p: list(video.read_frames(p)),
-                 lambda p: video.make_pairs_from_videos([p], str(tmp_path / "out"),
-                                                        progress=False)):
+    for call in (
+        video.probe,
+        lambda p: list(video.read_frames(p)),
+        lambda p: video.make_pairs_from_videos([p], str(tmp_path / "out"), progress=False),
+    ):
         with pytest.raises(video.VideoError) as info:
             call(str(path))
         assert str(path) in str(info.value)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("ext,fourcc", [(".mp4", "mp4v"), (".avi", "MJPG"), (".mkv", "mp4v"),
-                                        (".avi", "FFV1")])
+@pytest.mark.parametrize(
+    "ext,fourcc", [(".mp4", "mp4v"), (".avi", "MJPG"), (".mkv", "mp4v"), (".avi", "FFV1")]
+)
 def test_truncated_video(tmp_path, ext, fourcc):
     path = _cv2_write(tmp_path / f"cut{ext}", _camera_path(21), fourcc=fourcc)
     content = path.read_bytes()
-    path.write_bytes(content[:len(content) // 2])
+    path.write_bytes(content[: len(content) // 2])
     try:
         frames = list(video.read_frames(str(path)))
     except video.VideoError as e:
@@ -298,6 +316,7 @@ def test_truncated_video(tmp_path, ext, fourcc):
 
 # ----------------------------------------------------------------------------- writing
 
+
 @pytest.mark.parametrize("ext", [".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"])
 def test_writer_round_trip(tmp_path, ext):
     frames = _camera_path(9)
@@ -314,8 +333,10 @@ def test_writer_round_trip(tmp_path, ext):
     # Lossy codecs: close to the frames, and in RGB order (a channel swap is far off).
     for got, want in zip(decoded, frames):
         assert np.abs(got.astype(int) - want).mean() < 12
-        assert np.abs(got.astype(int) - want[:, :, ::-1]).mean() > 2 * np.abs(
-            got.astype(int) - want).mean()
+        assert (
+            np.abs(got.astype(int) - want[:, :, ::-1]).mean()
+            > 2 * np.abs(got.astype(int) - want).mean()
+        )
 
 
 @pytest.mark.parametrize("name", ["exact.avi", "exact.mkv"])
@@ -390,31 +411,47 @@ def test_writer_rejects_bad_input(tmp_path):
 
 # ----------------------------------------------------------------------------- data set
 
+
 @pytest.mark.parametrize("gamma,stride,count", [(2.2, None, 3), (1.0, None, 3), (2.2, 2, 8)])
-def test_make_pairs_matches_direct_computation(tmp_path, clip, clip_frames, gamma, stride,
-                                               count):
+def test_make_pairs_matches_direct_computation(tmp_path, clip, clip_frames, gamma, stride, count):
     out = tmp_path / "gopro"
-    summary = video.make_pairs_from_videos([str(clip)], str(out), frames=7, stride=stride,
-                                           gamma=gamma, progress=False)
+    summary = video.make_pairs_from_videos(
+        [str(clip)], str(out), frames=7, stride=stride, gamma=gamma, progress=False
+    )
     folder = out / "train" / "walk"
-    assert summary == {"walk": {"frames_read": 21, "frames_expected": 21, "pairs": count,
-                                "fps": 24.0, "folder": str(folder)}}
+    assert summary == {
+        "walk": {
+            "frames_read": 21,
+            "frames_expected": 21,
+            "pairs": count,
+            "fps": 24.0,
+            "folder": str(folder),
+        }
+    }
     names = [f"{i:06d}.png" for i in range(count)]
-    assert _files(out) == ({f"train/walk/blur/{n}" for n in names}
-                           | {f"train/walk/sharp/{n}" for n in names} | {"train/walk/pairs.json"})
+    assert _files(out) == (
+        {f"train/walk/blur/{n}" for n in names}
+        | {f"train/walk/sharp/{n}" for n in names}
+        | {"train/walk/pairs.json"}
+    )
     starts = range(0, 15, stride or 7)
     for name, start in zip(names, starts, strict=True):
         blurred, sharp = _load_png(folder / "blur" / name), _load_png(folder / "sharp" / name)
         assert blurred.shape == sharp.shape == (H, W, 3) and blurred.dtype == np.uint8
-        window = clip_frames[start:start + 7]
+        window = clip_frames[start : start + 7]
         if gamma == 1.0:
             plain = np.rint(np.stack(window).astype(np.int64).sum(0) / 7).astype(np.uint8)
             np.testing.assert_array_equal(blurred, plain)
         np.testing.assert_array_equal(blurred, _direct_average(window, gamma))
         np.testing.assert_array_equal(sharp, clip_frames[start + 3])
     # The blur is real: the averaged frame differs from the sharp middle frame.
-    assert np.abs(_load_png(folder / "blur" / names[0]).astype(int)
-                  - _load_png(folder / "sharp" / names[0])).mean() > 1
+    assert (
+        np.abs(
+            _load_png(folder / "blur" / names[0]).astype(int)
+            - _load_png(folder / "sharp" / names[0])
+        ).mean()
+        > 1
+    )
     settings = json.loads((folder / "pairs.json").read_text())
     assert settings["frames"] == 7 and settings["stride"] == (stride or 7)
     assert settings["gamma"] == gamma and settings["fps"] == 24.0
@@ -423,17 +460,19 @@ def test_make_pairs_matches_direct_computation(tmp_path, clip, clip_frames, gamm
 
 def test_make_pairs_crop_and_downscale(tmp_path, clip, clip_frames):
     out = tmp_path / "small"
-    summary = video.make_pairs_from_videos([str(clip)], str(out), crop=32, downscale=2,
-                                           split="test", progress=False)
+    summary = video.make_pairs_from_videos(
+        [str(clip)], str(out), crop=32, downscale=2, split="test", progress=False
+    )
     assert summary["walk"]["pairs"] == 3
     folder = out / "test" / "walk"
     for i, start in enumerate((0, 7, 14)):
         # Independent crop + 2x2 mean of every frame, then the average.
         prepared = []
-        for frame in clip_frames[start:start + 7]:
+        for frame in clip_frames[start : start + 7]:
             crop = frame[16:48, 32:64].astype(np.float64)
-            prepared.append(np.rint(crop.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3)))
-                            .astype(np.uint8))
+            prepared.append(
+                np.rint(crop.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3))).astype(np.uint8)
+            )
         blurred = _load_png(folder / "blur" / f"{i:06d}.png")
         sharp = _load_png(folder / "sharp" / f"{i:06d}.png")
         assert blurred.shape == sharp.shape == (16, 16, 3)
@@ -453,25 +492,33 @@ def test_make_pairs_too_short(tmp_path):
         video.make_pairs_from_videos([str(short)], str(tmp_path / "out"), progress=False)
     assert str(short) in str(e.value)
     assert not (tmp_path / "out").exists()
-    summary = video.make_pairs_from_videos([str(short)], str(tmp_path / "out"), frames=5,
-                                           progress=False)
+    summary = video.make_pairs_from_videos(
+        [str(short)], str(tmp_path / "out"), frames=5, progress=False
+    )
     assert summary["short"]["pairs"] == 1
 
 
-@pytest.mark.parametrize("settings", [dict(frames=6), dict(frames=0), dict(gamma=0),
-                                      dict(gamma=-1.0), dict(stride=0), dict(downscale=0),
-                                      dict(split="../x")])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(frames=6),
+        dict(frames=0),
+        dict(gamma=0),
+        dict(gamma=-1.0),
+        dict(stride=0),
+        dict(downscale=0),
+        dict(split="../x"),
+    ],
+)
 def test_make_pairs_rejects_bad_settings(tmp_path, clip, settings):
     with pytest.raises(ValueError):
-        video.make_pairs_from_videos([str(clip)], str(tmp_path / "out"), progress=False,
-                                     **settings)
+        video.make_pairs_from_videos([str(clip)], str(tmp_path / "out"), progress=False, **settings)
     assert not (tmp_path / "out").exists()
 
 
 def test_make_pairs_crop_larger_than_frame(tmp_path, clip):
     with pytest.raises(ValueError, match="crop") as e:  # a setting, not a broken video
-        video.make_pairs_from_videos([str(clip)], str(tmp_path / "out"), crop=W,
-                                     progress=False)
+        video.make_pairs_from_videos([str(clip)], str(tmp_path / "out"), crop=W, progress=False)
     assert not isinstance(e.value, video.VideoError)
     assert str(clip) in str(e.value)
     assert not (tmp_path / "out").exists()
@@ -484,21 +531,26 @@ def test_make_pairs_refuses_non_empty_output(tmp_path, clip):
     other = _cv2_write(tmp_path / "other.avi", _camera_path(7))
     # The check covers every clip before anything is written: "other" is not started either.
     with pytest.raises(FileExistsError, match="not empty"):
-        video.make_pairs_from_videos([str(other), str(clip)], str(out), stride=2,
-                                     progress=False)
+        video.make_pairs_from_videos([str(other), str(clip)], str(out), stride=2, progress=False)
     assert _snapshot(out) == before
     # overwrite=True rewrites the sequence; pairs of the earlier run (its pairs.json lists
     # them) that are not rewritten go.
-    summary = video.make_pairs_from_videos([str(clip)], str(out), stride=2, overwrite=True,
-                                           progress=False)
+    summary = video.make_pairs_from_videos(
+        [str(clip)], str(out), stride=2, overwrite=True, progress=False
+    )
     assert summary["walk"]["pairs"] == 8
-    summary = video.make_pairs_from_videos([str(clip)], str(out), overwrite=True,
-                                           progress=False)
+    summary = video.make_pairs_from_videos([str(clip)], str(out), overwrite=True, progress=False)
     assert summary["walk"]["pairs"] == 3
     assert sorted(os.listdir(out / "train" / "walk" / "blur")) == [
-        "000000.png", "000001.png", "000002.png"]
+        "000000.png",
+        "000001.png",
+        "000002.png",
+    ]
     assert sorted(os.listdir(out / "train" / "walk" / "sharp")) == [
-        "000000.png", "000001.png", "000002.png"]
+        "000000.png",
+        "000001.png",
+        "000002.png",
+    ]
     # An existing but empty sequence folder is fine.
     (tmp_path / "out2" / "train" / "walk").mkdir(parents=True)
     video.make_pairs_from_videos([str(clip)], str(tmp_path / "out2"), progress=False)
@@ -508,20 +560,21 @@ def test_make_pairs_refuses_shared_stem(tmp_path, clip):
     (tmp_path / "a").mkdir()
     twin = _cv2_write(tmp_path / "a" / "walk.mp4", _camera_path(7), fourcc="mp4v")
     with pytest.raises(video.VideoError, match="walk"):
-        video.make_pairs_from_videos([str(clip), str(twin)], str(tmp_path / "out"),
-                                     progress=False)
+        video.make_pairs_from_videos([str(clip), str(twin)], str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out").exists()
 
 
 def test_make_pairs_two_clips(tmp_path, clip):
     other = _cv2_write(tmp_path / "run.mp4", _camera_path(14), fourcc="mp4v")
-    summary = video.make_pairs_from_videos([str(clip), str(other)], str(tmp_path / "o"),
-                                           progress=False)
+    summary = video.make_pairs_from_videos(
+        [str(clip), str(other)], str(tmp_path / "o"), progress=False
+    )
     assert {k: v["pairs"] for k, v in summary.items()} == {"walk": 3, "run": 2}
     assert sorted(os.listdir(tmp_path / "o" / "train")) == ["run", "walk"]
 
 
 # ----------------------------------------------------------------------------- end to end
+
 
 class _References(html.parser.HTMLParser):
     """Every src/href of an HTML page, the tags seen, and whether it is well-formed enough."""
@@ -573,7 +626,7 @@ def _pan_clip(path: Path, start: int, count: int = 21) -> Path:
     with video.VideoWriter(str(path), fps=240, size=(width, height)) as writer:
         for i in range(count):
             top, left = start + i // 2, start + 2 * i
-            writer.write(scene[top:top + height, left:left + width])
+            writer.write(scene[top : top + height, left : left + width])
     return path
 
 
@@ -593,8 +646,22 @@ def test_video_to_gopro_folder_to_training_to_evaluation(tmp_path):
     root = tmp_path / "gopro"
     for split, start in (("train", 0), ("test", 16)):
         clip = _pan_clip(tmp_path / f"pan_{split}.mp4", start)
-        assert blur.main(["from-video", str(clip), "--out", str(root), "--frames", "7",
-                          "--split", split, "--noprogress"]) == 0
+        assert (
+            blur.main(
+                [
+                    "from-video",
+                    str(clip),
+                    "--out",
+                    str(root),
+                    "--frames",
+                    "7",
+                    "--split",
+                    split,
+                    "--noprogress",
+                ]
+            )
+            == 0
+        )
         names = sorted(os.listdir(root / split / f"pan_{split}" / "blur"))
         assert names == ["000000.png", "000001.png", "000002.png"]
         assert sorted(os.listdir(root / split / f"pan_{split}" / "sharp")) == names
@@ -609,9 +676,25 @@ def test_video_to_gopro_folder_to_training_to_evaluation(tmp_path):
     state = train.train_and_evaluate(config, str(workdir), progress=False)
 
     out = tmp_path / "eval"
-    assert evaluate.main(["--workdir", str(workdir), "--data", str(root), "--layout", "gopro",
-                          "--out", str(out), "--save-images", "--metrics", "psnr,ssim",
-                          "--noprogress"]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--workdir",
+                str(workdir),
+                "--data",
+                str(root),
+                "--layout",
+                "gopro",
+                "--out",
+                str(out),
+                "--save-images",
+                "--metrics",
+                "psnr,ssim",
+                "--noprogress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_images"] == 3 and summary["complete"] is True
     assert summary["source"]["step"] == 2
@@ -623,8 +706,10 @@ def test_video_to_gopro_folder_to_training_to_evaluation(tmp_path):
     for row in rows:
         name = os.path.basename(row["name"])
         want = skimage.metrics.peak_signal_noise_ratio(
-            _load_png(sequence / "sharp" / name), _load_png(sequence / "blur" / name),
-            data_range=255)
+            _load_png(sequence / "sharp" / name),
+            _load_png(sequence / "blur" / name),
+            data_range=255,
+        )
         assert float(row["psnr_blurred"]) == pytest.approx(want, abs=1e-3)
     # The report: one section per image, every picture and link resolves, nothing remote.
     parser = check_report_links(out)

@@ -1,6 +1,7 @@
 """PyTorch reference networks written after the 2018 DeblurGAN code (KupynOrest/DeblurGAN,
 models/networks.py) with the same state_dict key names, used as independent references for the
 Flax modules and the importers. Test-only: nothing in the library imports this."""
+
 import torch
 from torch import nn
 
@@ -11,9 +12,15 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim, use_dropout=True):
         super().__init__()
         self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), nn.InstanceNorm2d(dim),
-            nn.ReLU(True), nn.Dropout(0.5 if use_dropout else 0.0),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), nn.InstanceNorm2d(dim))
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            nn.InstanceNorm2d(dim),
+            nn.ReLU(True),
+            nn.Dropout(0.5 if use_dropout else 0.0),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            nn.InstanceNorm2d(dim),
+        )
 
     def forward(self, x):
         return x + self.conv_block(x)
@@ -25,8 +32,12 @@ class OneConvResnetBlock(nn.Module):
     def __init__(self, dim):
         super().__init__()
         self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True),
-            nn.InstanceNorm2d(dim, track_running_stats=True), nn.ReLU(True), nn.Dropout(0.5))
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3, bias=True),
+            nn.InstanceNorm2d(dim, track_running_stats=True),
+            nn.ReLU(True),
+            nn.Dropout(0.5),
+        )
 
     def forward(self, x):
         return x + self.conv_block(x)
@@ -36,18 +47,29 @@ class ResnetGenerator(nn.Module):
     def __init__(self, ngf=64, n_blocks=9, learn_residual=True, block=ResnetBlock):
         super().__init__()
         self.learn_residual = learn_residual
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7, bias=True),
-                  nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+        layers = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(3, ngf, 7, bias=True),
+            nn.InstanceNorm2d(ngf),
+            nn.ReLU(True),
+        ]
         for i in range(2):
-            mult = 2 ** i
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
-                       nn.InstanceNorm2d(ngf * mult * 2), nn.ReLU(True)]
+            mult = 2**i
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
+                nn.InstanceNorm2d(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
         layers += [block(ngf * 4) for _ in range(n_blocks)]
         for i in range(2):
             mult = 2 ** (2 - i)
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
-                                          output_padding=1, bias=True),
-                       nn.InstanceNorm2d(ngf * mult // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(
+                    ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=True
+                ),
+                nn.InstanceNorm2d(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
@@ -67,12 +89,18 @@ class NLayerDiscriminator(nn.Module):
         seq = [nn.Conv2d(3, ndf, kw, stride=2, padding=padw), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, kw, stride=2, padding=padw, bias=True),
-                    nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, kw, stride=1, padding=padw, bias=True),
-                nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+            prev, mult = mult, min(2**n, 8)
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, kw, stride=2, padding=padw, bias=True),
+                nn.InstanceNorm2d(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+        prev, mult = mult, min(2**n_layers, 8)
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, kw, stride=1, padding=padw, bias=True),
+            nn.InstanceNorm2d(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+        ]
         seq += [nn.Conv2d(ndf * mult, 1, kw, stride=1, padding=padw)]
         self.model = nn.Sequential(*seq)
 

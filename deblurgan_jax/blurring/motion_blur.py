@@ -82,7 +82,8 @@ def check_geometry(canvas: int, iters: int, max_len: float) -> None:
         # defaults (canvas 64, max_len 60) sit exactly on the bound.
         raise ValueError(
             f"max_len must be in (0, canvas - 4] = (0, {canvas - 4}] so the trajectory fits the "
-            f"canvas, got max_len={max_len}, canvas={canvas}")
+            f"canvas, got max_len={max_len}, canvas={canvas}"
+        )
 
 
 def _per_trajectory(value: float | np.ndarray, n: int, name: str) -> np.ndarray:
@@ -107,12 +108,14 @@ def _centring_offsets(positions: np.ndarray, canvas: int) -> np.ndarray:
     return offset + np.ceil((canvas - high_col) / 2) + 1j * np.ceil((canvas - high_row) / 2)
 
 
-def sample_trajectories(rng: np.random.Generator,
-                        n: int,
-                        canvas: int = 64,
-                        iters: int = 2000,
-                        max_len: float = 60,
-                        expl: float | np.ndarray | None = None) -> np.ndarray:
+def sample_trajectories(
+    rng: np.random.Generator,
+    n: int,
+    canvas: int = 64,
+    iters: int = 2000,
+    max_len: float = 60,
+    expl: float | np.ndarray | None = None,
+) -> np.ndarray:
     """Samples `n` camera-shake trajectories (Boracchi & Foi 2012, as in DeblurGAN).
 
     A particle starts with a random direction. At each step its velocity gets a Gaussian
@@ -230,16 +233,21 @@ def _prefix_kernels(traj: np.ndarray, exposure: np.ndarray, canvas: int) -> np.n
     n, iters = traj.shape
     length = min(iters, math.ceil(float(exposure.max())))  # later samples all weigh 0
     positions = traj[:, :length]
-    if positions.real.min() < 0 or positions.imag.min() < 0 or (
-        positions.real.max() > canvas - 1 or positions.imag.max() > canvas - 1):
-        raise ValueError(f"trajectory positions leave the [0, {canvas - 1}] canvas; the kernel "
-                         "would lose mass. Use a larger canvas or a shorter trajectory.")
+    if (
+        positions.real.min() < 0
+        or positions.imag.min() < 0
+        or (positions.real.max() > canvas - 1 or positions.imag.max() > canvas - 1)
+    ):
+        raise ValueError(
+            f"trajectory positions leave the [0, {canvas - 1}] canvas; the kernel "
+            "would lose mass. Use a larger canvas or a shorter trajectory."
+        )
     weights = _exposure_weights(exposure, length)
     kernels = np.empty((n, canvas, canvas), np.float32)
     chunk = max(1, _SPLAT_CHUNK_SAMPLES // length)
     for i in range(0, n, chunk):
-        splat = _splat(positions[i:i + chunk], weights[i:i + chunk], canvas)
-        kernels[i:i + chunk] = splat / splat.sum(axis=(1, 2), keepdims=True)
+        splat = _splat(positions[i : i + chunk], weights[i : i + chunk], canvas)
+        kernels[i : i + chunk] = splat / splat.sum(axis=(1, 2), keepdims=True)
     return kernels
 
 
@@ -256,15 +264,14 @@ def _check_trajectories(traj: np.ndarray) -> np.ndarray:
 
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     values = np.asarray(fractions, dtype=np.float64)
-    if values.ndim != 1 or values.size == 0 or np.any(values <= 0) or np.any(
-        values > 1):
+    if values.ndim != 1 or values.size == 0 or np.any(values <= 0) or np.any(values > 1):
         raise ValueError(f"fractions must be a non-empty sequence in (0, 1], got {values}")
     return values
 
 
-def trajectories_to_kernels(traj: np.ndarray,
-                            canvas: int,
-                            fractions: Sequence[float] = PSF_FRACTIONS) -> np.ndarray:
+def trajectories_to_kernels(
+    traj: np.ndarray, canvas: int, fractions: Sequence[float] = PSF_FRACTIONS
+) -> np.ndarray:
     """Blur kernels of each trajectory for several exposure fractions.
 
     Kernel k of trajectory i splats the first fractions[k] * iters positions of traj[i] (the last
@@ -283,19 +290,19 @@ def trajectories_to_kernels(traj: np.ndarray,
     traj = _check_trajectories(traj)
     checked = _check_fractions(fractions)
     n, iters = traj.shape
-    kernels = [
-        _prefix_kernels(traj, np.full(n, fraction * iters), canvas) for fraction in checked
-    ]
+    kernels = [_prefix_kernels(traj, np.full(n, fraction * iters), canvas) for fraction in checked]
     return np.stack(kernels, axis=1)
 
 
-def sample_kernels(rng: np.random.Generator,
-                   n: int,
-                   canvas: int = 64,
-                   iters: int = 2000,
-                   max_len: float = 60,
-                   expl: float | np.ndarray | None = None,
-                   fractions: Sequence[float] = DATASET_FRACTIONS) -> np.ndarray:
+def sample_kernels(
+    rng: np.random.Generator,
+    n: int,
+    canvas: int = 64,
+    iters: int = 2000,
+    max_len: float = 60,
+    expl: float | np.ndarray | None = None,
+    fractions: Sequence[float] = DATASET_FRACTIONS,
+) -> np.ndarray:
     """`n` random blur kernels, one per trajectory, each at an exposure fraction drawn from
     `fractions` (the original dataset script picked among its kernels 1..3).
 
@@ -374,10 +381,12 @@ def _reflect_pad(image: np.ndarray, before: tuple[int, int], after: tuple[int, i
     return np.pad(image, widths, mode="reflect")
 
 
-def blur(image: np.ndarray,
-         kernel: np.ndarray,
-         noise_std: float = 0.0,
-         rng: np.random.Generator | None = None) -> np.ndarray:
+def blur(
+    image: np.ndarray,
+    kernel: np.ndarray,
+    noise_std: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Blurs an image with a kernel: a true 2-D convolution, same size, reflection padding.
 
     out[i, j] = sum_{u, v} image[i + cy - u, j + cx - v] * kernel[u, v], with the kernel centre

@@ -39,6 +39,7 @@ odd width/height, so `VideoWriter` refuses odd sizes instead.
 
 This module is in the lowest layer of the package: it imports only `deblurgan_jax.utils`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -85,8 +86,9 @@ def _cv2():
     try:
         import cv2
     except ImportError as e:  # pragma: no cover - it is a runtime dependency
-        raise VideoError("reading and writing videos needs OpenCV: "
-                         "pip install opencv-python-headless") from e
+        raise VideoError(
+            "reading and writing videos needs OpenCV: pip install opencv-python-headless"
+        ) from e
     # The variable only counts when OpenCV is first imported; another package may have been first.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
@@ -99,6 +101,7 @@ def is_video_name(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------- reading
+
 
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
@@ -126,8 +129,9 @@ def _open_capture(path: str):
         raise VideoError(f"{path}: cannot open the video ({e})") from e
     if not capture.isOpened():
         capture.release()
-        raise VideoError(f"{path}: cannot open the video (not a video file, corrupt or an "
-                         "unsupported format)")
+        raise VideoError(
+            f"{path}: cannot open the video (not a video file, corrupt or an unsupported format)"
+        )
     return capture
 
 
@@ -163,8 +167,9 @@ def probe(path: str) -> VideoInfo:
     try:
         first = _read(capture, path)
         if first is None:
-            raise VideoError(f"{path}: the video has no frame that can be decoded "
-                             "(empty or corrupt)")
+            raise VideoError(
+                f"{path}: the video has no frame that can be decoded (empty or corrupt)"
+            )
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         reported = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         count = int(reported) if math.isfinite(reported) and reported > 0 else 0
@@ -184,8 +189,9 @@ def probe(path: str) -> VideoInfo:
         fps = DEFAULT_FPS
     if fps < 0:
         raise VideoError(f"{path}: the video reports an invalid frame rate ({fps})")
-    return VideoInfo(fps=fps, frame_count=count, width=int(first.shape[1]),
-                     height=int(first.shape[0]))
+    return VideoInfo(
+        fps=fps, frame_count=count, width=int(first.shape[1]), height=int(first.shape[0])
+    )
 
 
 def read_frames(path: str) -> Iterator[np.ndarray]:
@@ -219,6 +225,7 @@ def read_frames(path: str) -> Iterator[np.ndarray]:
 
 # ----------------------------------------------------------------------------------- writing
 
+
 class VideoWriter:
     """Writes RGB uint8 frames to a video file that appears at `path` only once it is complete.
 
@@ -236,19 +243,33 @@ class VideoWriter:
     Grayscale (H, W) frames are expanded to RGB.
     """
 
-    def __init__(self, path: str, fps: float, size: tuple[int, int] | None = None,
-                 overwrite: bool = False, *, codec: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        fps: float,
+        size: tuple[int, int] | None = None,
+        overwrite: bool = False,
+        *,
+        codec: str | None = None,
+    ):
         self.path = os.fspath(path)
         ext = os.path.splitext(self.path)[1].lower()
         if ext not in WRITER_CODECS:
-            raise VideoError(f"{self.path}: unsupported video extension {ext or '(none)'!r}; "
-                             f"use one of {', '.join(VIDEO_EXTENSIONS)}")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(fps) or fps <= 0:
+            raise VideoError(
+                f"{self.path}: unsupported video extension {ext or '(none)'!r}; "
+                f"use one of {', '.join(VIDEO_EXTENSIONS)}"
+            )
+        if (
+            isinstance(fps, bool)
+            or not isinstance(fps, (int, float, np.integer, np.floating))
+            or not math.isfinite(fps)
+            or fps <= 0
+        ):
             raise VideoError(f"{self.path}: the frame rate must be a positive number, got {fps!r}")
         if codec is not None and (not isinstance(codec, str) or len(codec) != 4):
-            raise VideoError(f"{self.path}: a codec is a four-character code such as 'mp4v', "
-                             f"got {codec!r}")
+            raise VideoError(
+                f"{self.path}: a codec is a four-character code such as 'mp4v', got {codec!r}"
+            )
         if os.path.isdir(self.path):
             raise VideoError(f"{self.path}: is a folder")
         if os.path.lexists(self.path) and not overwrite:
@@ -281,15 +302,17 @@ class VideoWriter:
             raise VideoError(
                 f"{self.path}: cannot write {width}x{height} frames: OpenCV's FFmpeg writer "
                 "needs an even width and height (it would silently drop the last column/row); "
-                "crop or pad the frames by one pixel")
+                "crop or pad the frames by one pixel"
+            )
         return width, height
 
     def _open(self) -> None:
         cv2 = _cv2()
         for fourcc in self.codecs:
             try:
-                writer = cv2.VideoWriter(self._tmp, cv2.CAP_FFMPEG,
-                                         cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
+                writer = cv2.VideoWriter(
+                    self._tmp, cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size
+                )
             except cv2.error:
                 writer = None
             if writer is not None and writer.isOpened():
@@ -298,8 +321,10 @@ class VideoWriter:
             if writer is not None:
                 writer.release()
             self._remove_tmp()
-        raise VideoError(f"{self.path}: cannot write the video: OpenCV could not open a writer "
-                         f"with codec {' or '.join(repr(c) for c in self.codecs)}")
+        raise VideoError(
+            f"{self.path}: cannot write the video: OpenCV could not open a writer "
+            f"with codec {' or '.join(repr(c) for c in self.codecs)}"
+        )
 
     def write(self, frame: np.ndarray) -> None:
         """Appends one RGB uint8 (H, W, 3) or grayscale (H, W) frame of the writer's size."""
@@ -313,15 +338,19 @@ class VideoWriter:
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
         if frame.ndim != 3 or frame.shape[2] != 3:
-            raise VideoError(f"{self.path}: frames must be RGB (H, W, 3) or grayscale (H, W), "
-                             f"got shape {frame.shape}")
+            raise VideoError(
+                f"{self.path}: frames must be RGB (H, W, 3) or grayscale (H, W), "
+                f"got shape {frame.shape}"
+            )
         if self._writer is None:
             self.size = self._check_size((frame.shape[1], frame.shape[0]))
             self._open()
         assert self.size is not None  # set just above or by the constructor
         if (frame.shape[1], frame.shape[0]) != self.size:
-            raise VideoError(f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} pixels "
-                             f"does not match the video size {self.size[0]}x{self.size[1]}")
+            raise VideoError(
+                f"{self.path}: frame of {frame.shape[1]}x{frame.shape[0]} pixels "
+                f"does not match the video size {self.size[0]}x{self.size[1]}"
+            )
         self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
         self.frames_written += 1
 
@@ -339,15 +368,21 @@ class VideoWriter:
             try:
                 info = probe(self._tmp)
             except VideoError as e:
-                raise VideoError(f"{self.path}: cannot write the video: the written file does "
-                                 f"not read back ({e})") from e
+                raise VideoError(
+                    f"{self.path}: cannot write the video: the written file does "
+                    f"not read back ({e})"
+                ) from e
             assert self.size is not None  # set by the first frame written
             if (info.width, info.height) != self.size:
-                raise VideoError(f"{self.path}: cannot write the video: it reads back as "
-                                 f"{info.width}x{info.height}, not {self.size[0]}x{self.size[1]}")
+                raise VideoError(
+                    f"{self.path}: cannot write the video: it reads back as "
+                    f"{info.width}x{info.height}, not {self.size[0]}x{self.size[1]}"
+                )
             if os.path.lexists(self.path) and not self.overwrite:
-                raise VideoError(f"{self.path}: appeared while writing; not replaced "
-                                 "(pass overwrite=True to replace it)")
+                raise VideoError(
+                    f"{self.path}: appeared while writing; not replaced "
+                    "(pass overwrite=True to replace it)"
+                )
             os.replace(self._tmp, self.path)
         except BaseException:
             self._remove_tmp()
@@ -385,13 +420,20 @@ GAMMA_RANGE = (0.1, 10.0)
 
 
 def _check_gamma(gamma: float) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(gamma) or gamma <= 0:
-        raise ValueError(f"gamma must be a positive number (2.2 ~ sRGB, 1 = plain mean), "
-                         f"got {gamma!r}")
+    if (
+        isinstance(gamma, bool)
+        or not isinstance(gamma, (int, float, np.integer, np.floating))
+        or not math.isfinite(gamma)
+        or gamma <= 0
+    ):
+        raise ValueError(
+            f"gamma must be a positive number (2.2 ~ sRGB, 1 = plain mean), got {gamma!r}"
+        )
     if not GAMMA_RANGE[0] <= gamma <= GAMMA_RANGE[1]:
-        raise ValueError(f"gamma must lie between {GAMMA_RANGE[0]} and {GAMMA_RANGE[1]} (2.2 ~ "
-                         f"sRGB, 1 = plain mean), got {gamma!r}")
+        raise ValueError(
+            f"gamma must lie between {GAMMA_RANGE[0]} and {GAMMA_RANGE[1]} (2.2 ~ "
+            f"sRGB, 1 = plain mean), got {gamma!r}"
+        )
     return float(gamma)
 
 
@@ -408,8 +450,9 @@ def _check_frames(frames) -> int:
     return frames
 
 
-def linear_light_average(frames: Sequence[np.ndarray] | np.ndarray,
-                         gamma: float = 2.2) -> np.ndarray:
+def linear_light_average(
+    frames: Sequence[np.ndarray] | np.ndarray, gamma: float = 2.2
+) -> np.ndarray:
     """round(255 * mean((f / 255) ** gamma) ** (1 / gamma)) over uint8 frames, in float64.
 
     Gamma 1 is the plain mean of the pixel values, rounded half to even (np.rint).
@@ -421,8 +464,9 @@ def linear_light_average(frames: Sequence[np.ndarray] | np.ndarray,
     shape = np.shape(frames[0])
     for frame in frames:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 arrays, got "
-                             f"{getattr(frame, 'dtype', type(frame).__name__)}")
+            raise ValueError(
+                f"frames must be uint8 arrays, got {getattr(frame, 'dtype', type(frame).__name__)}"
+            )
         if frame.shape != shape:
             raise ValueError(f"all frames must have the same shape, got {shape} and {frame.shape}")
     if gamma == 1.0:
@@ -439,8 +483,9 @@ def linear_light_average(frames: Sequence[np.ndarray] | np.ndarray,
     return np.clip(np.rint(255.0 * mean ** (1.0 / gamma)), 0, 255).astype(np.uint8)
 
 
-def blur_windows(frame_count: int, frames: int = 7,
-                 stride: int | None = None) -> list[tuple[int, int]]:
+def blur_windows(
+    frame_count: int, frames: int = 7, stride: int | None = None
+) -> list[tuple[int, int]]:
     """(first frame, middle frame) of each window of `frames` consecutive frames.
 
     Windows start every `stride` frames (default `frames`: no overlap); a clip shorter than
@@ -449,13 +494,15 @@ def blur_windows(frame_count: int, frames: int = 7,
     frames = _check_frames(frames)
     stride = frames if stride is None else _check_int(stride, "stride", 1)
     frame_count = _check_int(frame_count, "frame_count", 0)
-    return [(start, start + frames // 2)
-            for start in range(0, frame_count - frames + 1, stride)]
+    return [(start, start + frames // 2) for start in range(0, frame_count - frames + 1, stride)]
 
 
-def pairs_from_frames(frames: Iterable[np.ndarray], frames_per_pair: int = 7,
-                      stride: int | None = None,
-                      gamma: float = 2.2) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def pairs_from_frames(
+    frames: Iterable[np.ndarray],
+    frames_per_pair: int = 7,
+    stride: int | None = None,
+    gamma: float = 2.2,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Streams (pair index, blurred, sharp) uint8 images from a stream of frames.
 
     The windows are those of `blur_windows`; only `frames_per_pair` frames are held at a time.
@@ -492,15 +539,15 @@ def prepare_frame(frame: np.ndarray, crop: int | None, downscale: int) -> np.nda
         if crop > height or crop > width:
             raise ValueError(f"cannot crop a {crop}x{crop} square from a {width}x{height} frame")
         top, left = (height - crop) // 2, (width - crop) // 2
-        frame = frame[top:top + crop, left:left + crop]
+        frame = frame[top : top + crop, left : left + crop]
     if downscale > 1:
         height, width = frame.shape[:2]
         out_h, out_w = height // downscale, width // downscale
         if out_h == 0 or out_w == 0:
             raise ValueError(f"cannot downscale a {width}x{height} frame by {downscale}")
-        blocks = frame[:out_h * downscale, :out_w * downscale].astype(np.int64)
+        blocks = frame[: out_h * downscale, : out_w * downscale].astype(np.int64)
         blocks = blocks.reshape(out_h, downscale, out_w, downscale, *frame.shape[2:])
-        frame = np.rint(blocks.sum(axis=(1, 3)) / downscale ** 2).astype(np.uint8)
+        frame = np.rint(blocks.sum(axis=(1, 3)) / downscale**2).astype(np.uint8)
     return np.ascontiguousarray(frame)
 
 
@@ -518,8 +565,10 @@ def truncation_error(path: str, frames_read: int, info: VideoInfo) -> str | None
     tolerance = 1 if os.path.splitext(path)[1].lower() in ESTIMATED_COUNT_EXTENSIONS else 0
     if frames_read >= info.frame_count - tolerance:
         return None
-    return (f"{path}: only {frames_read} of the {info.frame_count} frames the file announces "
-            f"could be decoded (truncated or corrupt)")
+    return (
+        f"{path}: only {frames_read} of the {info.frame_count} frames the file announces "
+        f"could be decoded (truncated or corrupt)"
+    )
 
 
 def _write_png(path: str, image: np.ndarray) -> None:
@@ -545,18 +594,24 @@ def previous_outputs(folder: str) -> list[str]:
             with open(manifest_path, encoding="utf-8") as f:
                 manifest = json.load(f)
         except (OSError, ValueError) as e:
-            raise FileExistsError(f"{manifest_path}: not a manifest written by from-video ({e}); "
-                                  "nothing was written; choose another output folder") from None
+            raise FileExistsError(
+                f"{manifest_path}: not a manifest written by from-video ({e}); "
+                "nothing was written; choose another output folder"
+            ) from None
         if not isinstance(manifest, dict):
-            raise FileExistsError(f"{manifest_path}: not a manifest written by from-video; "
-                                  "nothing was written; choose another output folder")
+            raise FileExistsError(
+                f"{manifest_path}: not a manifest written by from-video; "
+                "nothing was written; choose another output folder"
+            )
         listed = manifest.get("files")
         pairs = manifest.get("pairs")
         if listed is None and isinstance(pairs, int) and not isinstance(pairs, bool):
             listed = _pair_files(pairs)  # runs from before the manifest listed its files
         if not isinstance(listed, list):
-            raise FileExistsError(f"{manifest_path}: lists no files written by from-video; "
-                                  "nothing was written; choose another output folder")
+            raise FileExistsError(
+                f"{manifest_path}: lists no files written by from-video; "
+                "nothing was written; choose another output folder"
+            )
     ours = files.listed_outputs(folder, listed)
     foreign = []
     for kind in _PAIR_KINDS:
@@ -566,11 +621,14 @@ def previous_outputs(folder: str) -> list[str]:
         elif os.path.isdir(sub):
             foreign += [f"{kind}/{n}" for n in sorted(os.listdir(sub)) if f"{kind}/{n}" not in ours]
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
-                                          else "")
-        raise FileExistsError(f"{folder}: holds files that from-video did not write ({shown}); "
-                              "nothing was written and overwrite never removes them; choose "
-                              "another output folder")
+        shown = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise FileExistsError(
+            f"{folder}: holds files that from-video did not write ({shown}); "
+            "nothing was written and overwrite never removes them; choose "
+            "another output folder"
+        )
     return ours
 
 
@@ -610,10 +668,19 @@ def _swap_in(staging: str, folder: str, new: list[str], old: list[str]) -> None:
     os.makedirs(os.path.join(folder, _PAIR_KINDS[1]), exist_ok=True)
 
 
-def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
-                           stride: int | None = None, gamma: float = 2.2, crop: int | None = None,
-                           downscale: int = 1, split: str = "train", overwrite: bool = False,
-                           progress: bool = True) -> dict:
+def make_pairs_from_videos(
+    clips: Sequence[str],
+    out: str,
+    *,
+    frames: int = 7,
+    stride: int | None = None,
+    gamma: float = 2.2,
+    crop: int | None = None,
+    downscale: int = 1,
+    split: str = "train",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Writes GoPro-style (blurred, sharp) PNG pairs from each clip; see the module docstring.
 
     Everything is checked before anything is written: the settings (ValueError, also for a
@@ -638,10 +705,16 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
     downscale = _check_int(downscale, "downscale", 1)
     if crop is not None:
         crop = _check_int(crop, "crop", 1)
-    if not isinstance(split, str) or not split or split in (".", "..") \
-            or "/" in split or os.sep in split:
-        raise ValueError(f"split must be a plain folder name such as 'train' or 'test', "
-                         f"got {split!r}")
+    if (
+        not isinstance(split, str)
+        or not split
+        or split in (".", "..")
+        or "/" in split
+        or os.sep in split
+    ):
+        raise ValueError(
+            f"split must be a plain folder name such as 'train' or 'test', got {split!r}"
+        )
     if isinstance(clips, (str, os.PathLike)):
         clips = [clips]
     clips = [os.fspath(c) for c in clips]
@@ -657,30 +730,41 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
     for clip in clips:
         stem = os.path.splitext(os.path.basename(clip))[0]
         if not stem or stem.startswith("."):
-            raise VideoError(f"{clip}: cannot name a sequence after this file (hidden folders "
-                             "are not read as sequences); rename it")
+            raise VideoError(
+                f"{clip}: cannot name a sequence after this file (hidden folders "
+                "are not read as sequences); rename it"
+            )
         other = next((c for s, c in stems.items() if s.casefold() == stem.casefold()), None)
         if other is not None:
-            raise VideoError(f"{clip} and {other} would both be written to the sequence folder "
-                             f"{stem!r}; rename one of them")
+            raise VideoError(
+                f"{clip} and {other} would both be written to the sequence folder "
+                f"{stem!r}; rename one of them"
+            )
         stems[stem] = clip
     for stem, clip in stems.items():
         info = probe(clip)
         if info.frame_count < frames:
-            raise VideoError(f"{clip}: too short: {info.frame_count} frames, needs at least "
-                             f"{frames} (--frames)")
+            raise VideoError(
+                f"{clip}: too short: {info.frame_count} frames, needs at least {frames} (--frames)"
+            )
         if crop is not None and (crop > info.width or crop > info.height):
-            raise ValueError(f"{clip}: cannot crop a {crop}x{crop} square (--crop) from its "
-                             f"{info.width}x{info.height} frames")
+            raise ValueError(
+                f"{clip}: cannot crop a {crop}x{crop} square (--crop) from its "
+                f"{info.width}x{info.height} frames"
+            )
         cropped = (crop, crop) if crop is not None else (info.width, info.height)
         if cropped[0] < downscale or cropped[1] < downscale:
-            raise ValueError(f"{clip}: frames of {cropped[0]}x{cropped[1]} cannot be downscaled "
-                             f"by {downscale} (--downscale)")
+            raise ValueError(
+                f"{clip}: frames of {cropped[0]}x{cropped[1]} cannot be downscaled "
+                f"by {downscale} (--downscale)"
+            )
         folder = os.path.join(out, split, stem)
         for any_clip in clips:
             if files.is_within(any_clip, folder):
-                raise FileExistsError(f"{any_clip}: lies inside the output folder {folder}; "
-                                      "choose another output folder")
+                raise FileExistsError(
+                    f"{any_clip}: lies inside the output folder {folder}; "
+                    "choose another output folder"
+                )
         previous[stem] = []
         if os.path.lexists(folder):
             if not os.path.isdir(folder):
@@ -689,7 +773,8 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
                 if not overwrite:
                     raise FileExistsError(
                         f"{folder}: already exists and is not empty; nothing was written (pass "
-                        "overwrite=True / --overwrite to replace the pairs of an earlier run)")
+                        "overwrite=True / --overwrite to replace the pairs of an earlier run)"
+                    )
                 previous[stem] = previous_outputs(folder)
         infos[stem] = info
 
@@ -697,16 +782,18 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
 
     summary: dict[str, dict] = {}
     total = sum(info.frame_count for info in infos.values())
-    with tqdm(total=total, unit="frame", desc="video pairs", file=sys.stderr,
-              disable=not progress) as bar:
+    with tqdm(
+        total=total, unit="frame", desc="video pairs", file=sys.stderr, disable=not progress
+    ) as bar:
         for stem, clip in stems.items():
             info = infos[stem]
             folder = os.path.join(out, split, stem)
             os.makedirs(os.path.dirname(folder), exist_ok=True)
             staging = files.temporary_name(folder, "new")
             try:
-                entry = _write_sequence(clip, info, staging, frames, stride, gamma, crop,
-                                        downscale, bar)
+                entry = _write_sequence(
+                    clip, info, staging, frames, stride, gamma, crop, downscale, bar
+                )
                 entry["folder"] = folder
                 if "error" not in entry:
                     _swap_in(staging, folder, _pair_files(entry["pairs"]), previous[stem])
@@ -716,8 +803,17 @@ def make_pairs_from_videos(clips: Sequence[str], out: str, *, frames: int = 7,
     return summary
 
 
-def _write_sequence(clip: str, info: VideoInfo, staging: str, frames: int, stride: int,
-                    gamma: float, crop: int | None, downscale: int, bar) -> dict:
+def _write_sequence(
+    clip: str,
+    info: VideoInfo,
+    staging: str,
+    frames: int,
+    stride: int,
+    gamma: float,
+    crop: int | None,
+    downscale: int,
+    bar,
+) -> dict:
     """Writes one clip's pairs and manifest into `staging`; its summary entry."""
     blur_dir, sharp_dir = (os.path.join(staging, kind) for kind in _PAIR_KINDS)
     os.makedirs(blur_dir)
@@ -734,8 +830,9 @@ def _write_sequence(clip: str, info: VideoInfo, staging: str, frames: int, strid
     count = 0
     error = None
     try:
-        for index, blurred, sharp in pairs_from_frames(prepared(read_frames(clip)), frames,
-                                                       stride, gamma):
+        for index, blurred, sharp in pairs_from_frames(
+            prepared(read_frames(clip)), frames, stride, gamma
+        ):
             name = f"{index:06d}.png"
             _write_png(os.path.join(blur_dir, name), blurred)
             _write_png(os.path.join(sharp_dir, name), sharp)
@@ -746,21 +843,28 @@ def _write_sequence(clip: str, info: VideoInfo, staging: str, frames: int, strid
         bar.total -= info.frame_count - frames_read
         bar.refresh()
     error = error or truncation_error(clip, frames_read, info)
-    entry = {"frames_read": frames_read, "frames_expected": info.frame_count, "pairs": count,
-             "fps": info.fps}
-    if error is not None:
-        return entry | {"pairs": 0, "error": error}
-    files.write_json(os.path.join(staging, MANIFEST), {
-        "source": os.path.abspath(clip),
-        "fps": info.fps,
-        "frames": frames,
-        "stride": stride,
-        "gamma": gamma,
-        "crop": crop,
-        "downscale": downscale,
+    entry = {
         "frames_read": frames_read,
         "frames_expected": info.frame_count,
         "pairs": count,
-        "files": _pair_files(count),
-    })
+        "fps": info.fps,
+    }
+    if error is not None:
+        return entry | {"pairs": 0, "error": error}
+    files.write_json(
+        os.path.join(staging, MANIFEST),
+        {
+            "source": os.path.abspath(clip),
+            "fps": info.fps,
+            "frames": frames,
+            "stride": stride,
+            "gamma": gamma,
+            "crop": crop,
+            "downscale": downscale,
+            "frames_read": frames_read,
+            "frames_expected": info.frame_count,
+            "pairs": count,
+            "files": _pair_files(count),
+        },
+    )
     return entry

@@ -21,6 +21,7 @@ and its fonts and scripts are served by the app itself.
 The server listens on 127.0.0.1 (this machine only) unless --host says otherwise; with
 `--host 0.0.0.0` it serves anyone who can reach the port, without any login.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ from deblurgan_jax.weights import checkpoints
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-EXAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "app_examples")
+EXAMPLES_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app_examples"
+)
 PREVIEW_SIDE = 1600  # the slider shows photos at most this large; the download is full size
 ZOOM_WINDOW = 96  # pixels of the crop the restoration changed most (as the evaluation report)
 ZOOM_SCALE = 3  # nearest-neighbour enlargement of that crop
@@ -55,8 +57,10 @@ QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 KEEP_OUTPUTS_S = 3600  # results stay downloadable this long
 STARTUP_TIMEOUT_S = 120  # how long the started server may take to answer its first request
 VIDEO_SUFFIX = ".webm"  # VP8: plays in every browser (MPEG-4 part 2 .mp4 does not)
-INSTALL_HINT = ("the web app needs Gradio, an optional extra: pip install 'deblurgan-jax[app]' "
-                "(or pip install -r requirements-app.txt in a checkout)")
+INSTALL_HINT = (
+    "the web app needs Gradio, an optional extra: pip install 'deblurgan-jax[app]' "
+    "(or pip install -r requirements-app.txt in a checkout)"
+)
 
 
 def offline_environment() -> None:
@@ -74,6 +78,7 @@ def offline_environment() -> None:
 @dataclasses.dataclass
 class PhotoResult:
     """A restored photo: what the page shows, or the message of why it could not be."""
+
     message: str
     before: np.ndarray | None = None  # (h, w, 3) uint8 preview of the upload
     after: np.ndarray | None = None  # the same of the restored photo
@@ -92,8 +97,11 @@ def example_photos() -> list[str]:
     """The example photos shipped with the package, sorted by name."""
     if not os.path.isdir(EXAMPLES_DIR):
         return []
-    return [os.path.join(EXAMPLES_DIR, f) for f in sorted(os.listdir(EXAMPLES_DIR))
-            if images.is_image_name(f)]
+    return [
+        os.path.join(EXAMPLES_DIR, f)
+        for f in sorted(os.listdir(EXAMPLES_DIR))
+        if images.is_image_name(f)
+    ]
 
 
 def preview(rgb8: np.ndarray) -> np.ndarray:
@@ -112,8 +120,10 @@ def preview(rgb8: np.ndarray) -> np.ndarray:
 def zoom_pair(blurred8: np.ndarray, restored8: np.ndarray) -> np.ndarray:
     """blurred | restored crops of the window the restoration changed most, enlarged."""
     top, left, h, w = report.changed_region(blurred8, restored8, ZOOM_WINDOW)
-    crops = [np.repeat(np.repeat(a[top:top + h, left:left + w], ZOOM_SCALE, 0), ZOOM_SCALE, 1)
-             for a in (blurred8, restored8)]
+    crops = [
+        np.repeat(np.repeat(a[top : top + h, left : left + w], ZOOM_SCALE, 0), ZOOM_SCALE, 1)
+        for a in (blurred8, restored8)
+    ]
     gap = np.full((crops[0].shape[0], 4 * ZOOM_SCALE, 3), 255, np.uint8)
     return np.concatenate([crops[0], gap, crops[1]], axis=1)
 
@@ -128,8 +138,10 @@ def _unexpected(error: BaseException, path: str) -> str:
     if isinstance(error, MemoryError):
         return f"error: {os.path.basename(path)}: out of memory (try a smaller --tile)"
     traceback.print_exc(file=sys.stderr)
-    return (f"error: {os.path.basename(path)}: restoring failed ({type(error).__name__}: "
-            f"{error}); the app keeps serving")
+    return (
+        f"error: {os.path.basename(path)}: restoring failed ({type(error).__name__}: "
+        f"{error}); the app keeps serving"
+    )
 
 
 class Outputs:
@@ -166,8 +178,7 @@ def restore_photo(deblurrer: api.Deblurrer, path: str | None, outputs: Outputs) 
         start = time.perf_counter()
         restored = deblurrer.restore_picture(picture)
         seconds = time.perf_counter() - start
-        target = os.path.join(outputs.new(),
-                              os.path.splitext(name)[0] + "_deblurred.png")
+        target = os.path.join(outputs.new(), os.path.splitext(name)[0] + "_deblurred.png")
         images.write_picture(target, restored)
     except (images.PictureError, ValueError, OSError) as e:
         return PhotoResult("error: " + _shown(str(e), path))
@@ -176,16 +187,21 @@ def restore_photo(deblurrer: api.Deblurrer, path: str | None, outputs: Outputs) 
     before8, after8 = images.display_rgb8(picture), images.display_rgb8(restored)
     height, width = before8.shape[:2]
     shown = preview(before8)
-    note = "" if shown.shape == before8.shape else \
-        f"; shown at {shown.shape[1]}x{shown.shape[0]}, the download is full size"
-    message = (f"{name}: {width}x{height} pixels restored in {seconds:.2f} s (the first photo "
-               f"of a size includes compiling the model for it){note}")
-    return PhotoResult(message, shown, preview(after8), zoom_pair(before8, after8), target,
-                       seconds)
+    note = (
+        ""
+        if shown.shape == before8.shape
+        else f"; shown at {shown.shape[1]}x{shown.shape[0]}, the download is full size"
+    )
+    message = (
+        f"{name}: {width}x{height} pixels restored in {seconds:.2f} s (the first photo "
+        f"of a size includes compiling the model for it){note}"
+    )
+    return PhotoResult(message, shown, preview(after8), zoom_pair(before8, after8), target, seconds)
 
 
-def restore_video(deblurrer: api.Deblurrer, path: str | None, outputs: Outputs,
-                  batch_size: int = 4) -> VideoResultPage:
+def restore_video(
+    deblurrer: api.Deblurrer, path: str | None, outputs: Outputs, batch_size: int = 4
+) -> VideoResultPage:
     """Restores every frame of the video file `path` into a WebM (progress on tqdm's bar)."""
     if not path:
         return VideoResultPage("upload a video")
@@ -201,12 +217,18 @@ def restore_video(deblurrer: api.Deblurrer, path: str | None, outputs: Outputs,
         return VideoResultPage("error: " + _shown(str(e), path))
     except Exception as e:  # pylint: disable=broad-except  (the app keeps serving)
         return VideoResultPage(_unexpected(e, path))
-    cropped = "" if result.cropped_from is None else \
-        f" (cropped from {result.cropped_from[0]}x{result.cropped_from[1]}: video encoders " \
+    cropped = (
+        ""
+        if result.cropped_from is None
+        else f" (cropped from {result.cropped_from[0]}x{result.cropped_from[1]}: video encoders "
         f"need an even size)"
-    return VideoResultPage(f"{name}: {result.frames} frames of {result.width}x{result.height}"
-                           f"{cropped} at {result.fps:.4g} fps restored in {seconds:.1f} s; "
-                           f"audio is not carried", result.path)
+    )
+    return VideoResultPage(
+        f"{name}: {result.frames} frames of {result.width}x{result.height}"
+        f"{cropped} at {result.fps:.4g} fps restored in {seconds:.1f} s; "
+        f"audio is not carried",
+        result.path,
+    )
 
 
 def describe(deblurrer: api.Deblurrer) -> str:
@@ -233,8 +255,12 @@ def build_app(deblurrer: api.Deblurrer, outputs: Outputs, batch_size: int = 4):
 
     def photo_outputs(result: PhotoResult):
         pair = None if result.before is None else (result.before, result.after)
-        return (pair, result.zoom, result.message,
-                gr.DownloadButton(value=result.download, visible=result.download is not None))
+        return (
+            pair,
+            result.zoom,
+            result.message,
+            gr.DownloadButton(value=result.download, visible=result.download is not None),
+        )
 
     def on_photo(path):
         return photo_outputs(restore_photo(deblurrer, path, outputs))
@@ -251,42 +277,62 @@ def build_app(deblurrer: api.Deblurrer, outputs: Outputs, batch_size: int = 4):
         result = restore_video(deblurrer, path, outputs, batch_size)
         return result.path, result.message
 
-    with gr.Blocks(title="DeblurGAN", analytics_enabled=False,
-                   delete_cache=(KEEP_OUTPUTS_S, KEEP_OUTPUTS_S)) as demo:
+    with gr.Blocks(
+        title="DeblurGAN", analytics_enabled=False, delete_cache=(KEEP_OUTPUTS_S, KEEP_OUTPUTS_S)
+    ) as demo:
         gr.Markdown("## DeblurGAN: restore blurred photos and videos\n" + describe(deblurrer))
         with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    photo_in = gr.File(label="blurred photo (any format deblur reads)",
-                                       elem_id="photo-in")
-                    gallery = gr.Gallery(value=[(p, os.path.basename(p)) for p in examples],
-                                         label="examples: click one to restore it",
-                                         columns=2, height="auto", allow_preview=False,
-                                         elem_id="examples", interactive=False)
+                    photo_in = gr.File(
+                        label="blurred photo (any format deblur reads)", elem_id="photo-in"
+                    )
+                    gallery = gr.Gallery(
+                        value=[(p, os.path.basename(p)) for p in examples],
+                        label="examples: click one to restore it",
+                        columns=2,
+                        height="auto",
+                        allow_preview=False,
+                        elem_id="examples",
+                        interactive=False,
+                    )
                 with gr.Column(scale=2):
-                    slider = gr.ImageSlider(label="before / after (drag the handle)",
-                                            type="numpy", format="png", elem_id="slider",
-                                            interactive=False)
-                    status = gr.Textbox(label="outcome", interactive=False, lines=2,
-                                        elem_id="photo-status")
-                    download = gr.DownloadButton("download the full-resolution PNG",
-                                                 visible=False, elem_id="download")
-                    zoom = gr.Image(label=f"where the restoration changed the image most: "
-                                          f"blurred | restored, x{ZOOM_SCALE}",
-                                    type="numpy", format="png", interactive=False,
-                                    elem_id="zoom")
+                    slider = gr.ImageSlider(
+                        label="before / after (drag the handle)",
+                        type="numpy",
+                        format="png",
+                        elem_id="slider",
+                        interactive=False,
+                    )
+                    status = gr.Textbox(
+                        label="outcome", interactive=False, lines=2, elem_id="photo-status"
+                    )
+                    download = gr.DownloadButton(
+                        "download the full-resolution PNG", visible=False, elem_id="download"
+                    )
+                    zoom = gr.Image(
+                        label=f"where the restoration changed the image most: "
+                        f"blurred | restored, x{ZOOM_SCALE}",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        elem_id="zoom",
+                    )
             outputs_ = [slider, zoom, status, download]
             photo_in.upload(on_photo, photo_in, outputs_)
             gallery.select(on_example, None, outputs_)
         with gr.Tab("Video"):
             with gr.Row():
-                video_in = gr.File(label="blurred video (mp4, avi, mov, mkv, webm, ...)",
-                                   elem_id="video-in")
+                video_in = gr.File(
+                    label="blurred video (mp4, avi, mov, mkv, webm, ...)", elem_id="video-in"
+                )
                 with gr.Column():
-                    video_out = gr.Video(label="restored", format=None, interactive=False,
-                                         elem_id="video-out")
-                    video_status = gr.Textbox(label="outcome", interactive=False, lines=2,
-                                              elem_id="video-status")
+                    video_out = gr.Video(
+                        label="restored", format=None, interactive=False, elem_id="video-out"
+                    )
+                    video_status = gr.Textbox(
+                        label="outcome", interactive=False, lines=2, elem_id="video-status"
+                    )
             video_in.upload(on_video, video_in, [video_out, video_status])
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo
@@ -296,9 +342,19 @@ def launch(demo, host: str, port: int) -> str:
     """Starts the server in a thread; returns its local URL once it answers."""
     # Gradio's own check that the page answers gives up after one 3-second try (too short on a
     # busy machine) and then asks for a public share link; ours waits longer and never shares.
-    demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=True,
-                prevent_thread_lock=True, show_error=True, max_file_size=MAX_UPLOAD,
-                inbrowser=False, css=_CSS, _frontend=False)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        quiet=True,
+        prevent_thread_lock=True,
+        show_error=True,
+        max_file_size=MAX_UPLOAD,
+        inbrowser=False,
+        css=_CSS,
+        _frontend=False,
+    )
     url = demo.local_url
     try:
         wait_until_serving(url)
@@ -332,17 +388,25 @@ def wait_until_serving(url: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m deblurgan_jax.app", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m deblurgan_jax.app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cli.add_generator_flags(p)
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help=f"address to listen on (default {DEFAULT_HOST}: this machine only; "
-                        f"0.0.0.0 serves anyone who can reach the port, without login)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port to listen on (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}: this machine only; "
+        f"0.0.0.0 serves anyone who can reach the port, without login)",
+    )
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+    )
     cli.add_inference_flags(p, default_tile=api.DEFAULT_TILE)
-    p.add_argument("--batch-size", type=int, default=4,
-                   help="videos: frames restored at once (default 4)")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="videos: frames restored at once (default 4)"
+    )
     return p
 
 
@@ -351,16 +415,21 @@ def load_deblurrer(args: argparse.Namespace) -> api.Deblurrer:
     neither is given and the installation ships none."""
     if args.params is not None and args.workdir is not None:
         raise cli.UsageError("give at most one of --workdir and --params")
-    options: dict[str, Any] = {"tile": args.tile or None, "tile_overlap": args.tile_overlap,
-                               "dropout_seed": args.seed if args.dropout else None}
+    options: dict[str, Any] = {
+        "tile": args.tile or None,
+        "tile_overlap": args.tile_overlap,
+        "dropout_seed": args.seed if args.dropout else None,
+    }
     if args.params is not None:
         deblurrer = api.Deblurrer.from_params(args.params, **options)
     elif args.workdir is not None:
         deblurrer = api.Deblurrer.from_workdir(args.workdir, args.which, args.weights, **options)
     else:
         if not os.path.isfile(checkpoints.pretrained_path()):
-            raise cli.UsageError("no model: this installation ships no pretrained model; "
-                                 "give --params FILE or --workdir DIR")
+            raise cli.UsageError(
+                "no model: this installation ships no pretrained model; "
+                "give --params FILE or --workdir DIR"
+            )
         deblurrer = api.Deblurrer.pretrained(**options)
     cli.check_tile_args(args.tile, args.tile_overlap, deblurrer.model_config["n_blocks"])
     return deblurrer
@@ -386,8 +455,11 @@ def run(args: argparse.Namespace) -> int:
         url = launch(demo, args.host, args.port)
         print(f"serving {describe(deblurrer)}")
         if args.host in ("0.0.0.0", "::"):
-            print(f"warning: listening on all addresses: anyone who can reach port {args.port} "
-                  f"can use this app (there is no login)", file=sys.stderr)
+            print(
+                f"warning: listening on all addresses: anyone who can reach port {args.port} "
+                f"can use this app (there is no login)",
+                file=sys.stderr,
+            )
         print(f"open {url} in a browser (Ctrl-C to stop)", flush=True)
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
         while demo.is_running:

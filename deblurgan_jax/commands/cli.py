@@ -9,6 +9,7 @@ A known error prints one line, `error: ...`, naming the file or key at fault; ne
 TensorFlow (used for tf.data only) and absl are kept quiet: importing this module sets their
 environment before TensorFlow loads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,13 @@ def _known_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExc
     # Refusing to replace an existing output is a usage error: the fix is a flag (--overwrite)
     # or another output.
     usage: list[type[BaseException]] = [FileExistsError]
-    failures: list[type[BaseException]] = [NotADirectoryError, IsADirectoryError,
-                                           PermissionError, OSError, MemoryError]
+    failures: list[type[BaseException]] = [
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        OSError,
+        MemoryError,
+    ]
     for name, (usage_names, failure_names) in _LIBRARY_ERRORS.items():
         module = sys.modules.get(name)
         if module is not None:
@@ -100,8 +106,11 @@ def report_error(error: BaseException) -> int:
     return code
 
 
-def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
-                argv: Sequence[str] | None = None) -> int:
+def run_command(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parses `argv` (argparse exits 2 on usage errors) and runs `run(args)`, turning known
     errors into one line and an exit code, and Ctrl-C into 130 whenever it comes."""
     try:
@@ -126,30 +135,53 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespa
 def add_generator_flags(p: argparse.ArgumentParser) -> None:
     """Where the generator comes from (evaluate, deblur, export, detection_benchmark)."""
     src = p.add_argument_group(
-        "generator (one of; default: the pretrained model shipped with the package)")
+        "generator (one of; default: the pretrained model shipped with the package)"
+    )
     src.add_argument("--workdir", help="training directory (train.py --workdir)")
-    src.add_argument("--which", choices=("latest", "best"), default="latest",
-                     help="checkpoint of --workdir: the latest, or the best by eval PSNR "
-                          "(needs config.eval_every > 0); default latest")
-    src.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
-                     help="generator weights of --workdir: the EMA of the weights (kept when "
-                          "config.ema_decay > 0), the raw trained ones, or auto: EMA when the "
-                          "run keeps it (default)")
-    src.add_argument("--params", help="generator params file (python -m deblurgan_jax.export, "
-                                      "or converted official weights)")
+    src.add_argument(
+        "--which",
+        choices=("latest", "best"),
+        default="latest",
+        help="checkpoint of --workdir: the latest, or the best by eval PSNR "
+        "(needs config.eval_every > 0); default latest",
+    )
+    src.add_argument(
+        "--weights",
+        choices=("auto", "ema", "raw"),
+        default="auto",
+        help="generator weights of --workdir: the EMA of the weights (kept when "
+        "config.ema_decay > 0), the raw trained ones, or auto: EMA when the "
+        "run keeps it (default)",
+    )
+    src.add_argument(
+        "--params",
+        help="generator params file (python -m deblurgan_jax.export, "
+        "or converted official weights)",
+    )
 
 
 def add_inference_flags(p: argparse.ArgumentParser, default_tile: int) -> None:
     """Tiling and test-time dropout (evaluate, deblur)."""
-    p.add_argument("--tile", type=int, default=default_tile,
-                   help=f"restore images with a side longer than N pixels in N x N tiles "
-                        f"(multiple of 4; default {default_tile}; 0: never tile). Results equal "
-                        f"the untiled ones.")
-    p.add_argument("--tile-overlap", type=int, default=None,
-                   help="pixels shared by neighbouring tiles (default: twice the generator's "
-                        "receptive radius, 192 for 9 blocks)")
-    p.add_argument("--dropout", action="store_true",
-                   help="test-time dropout (the paper's setting); default deterministic")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=default_tile,
+        help=f"restore images with a side longer than N pixels in N x N tiles "
+        f"(multiple of 4; default {default_tile}; 0: never tile). Results equal "
+        f"the untiled ones.",
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        help="pixels shared by neighbouring tiles (default: twice the generator's "
+        "receptive radius, 192 for 9 blocks)",
+    )
+    p.add_argument(
+        "--dropout",
+        action="store_true",
+        help="test-time dropout (the paper's setting); default deterministic",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the test-time dropout")
 
 
@@ -163,14 +195,18 @@ def load_generator_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]
         raise UsageError("give at most one of --workdir and --params")
     if workdir is None and params_path is None:
         params, model_config, provenance = checkpoints.load_pretrained()
-        print(f"using the pretrained model {checkpoints.PRETRAINED_NAME} shipped with the "
-              f"package (pass --params or --workdir for another)", file=sys.stderr)
+        print(
+            f"using the pretrained model {checkpoints.PRETRAINED_NAME} shipped with the "
+            f"package (pass --params or --workdir for another)",
+            file=sys.stderr,
+        )
         return params, model_config, provenance
     if params_path is not None:
         params, config = checkpoints.load_generator(params_path)
         return params, config, {"params": os.path.abspath(params_path)}
-    return checkpoints.load_generator_from_workdir(workdir, args.which,
-                                                   getattr(args, "weights", "auto"))
+    return checkpoints.load_generator_from_workdir(
+        workdir, args.which, getattr(args, "weights", "auto")
+    )
 
 
 def check_tile_args(tile: int | None, overlap: int | None, n_blocks: int) -> None:
@@ -181,11 +217,14 @@ def check_tile_args(tile: int | None, overlap: int | None, n_blocks: int) -> Non
         return
     overlap = inference.default_tile_overlap(n_blocks) if overlap is None else overlap
     if tile < 0 or tile % 4 or overlap % 4 or overlap < 0:
-        raise UsageError(f"--tile ({tile}) and --tile-overlap ({overlap}) must be non-negative "
-                         f"multiples of 4")
+        raise UsageError(
+            f"--tile ({tile}) and --tile-overlap ({overlap}) must be non-negative multiples of 4"
+        )
     if tile <= overlap:
-        raise UsageError(f"--tile ({tile}) must be larger than the tile overlap ({overlap}; "
-                         f"the default is twice the generator's receptive radius)")
+        raise UsageError(
+            f"--tile ({tile}) must be larger than the tile overlap ({overlap}; "
+            f"the default is twice the generator's receptive radius)"
+        )
 
 
 def first_existing_file(path: str) -> str | None:

@@ -42,6 +42,7 @@ bombs) are listed and skipped (the others are still scored, exit 1). Inputs are 
 over, a non-empty --out needs --overwrite, and an --out this command created is removed again
 when a failure or Ctrl-C leaves nothing in it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,6 +88,7 @@ REFERENCE_COLOUR, MATCHED_COLOUR, UNMATCHED_COLOUR = (0, 220, 0), (40, 120, 255)
 @dataclasses.dataclass(frozen=True)
 class Photo:
     """A sharp photo of the built set: an image file, resized by `scale`, mirrored if `flip`."""
+
     name: str  # file name in the set (PNG)
     group: str  # the GoPro 'sequence' folder: 'bundled' or 'people'
     path: str
@@ -104,17 +106,28 @@ class Photo:
         if self.flip:
             pixels = pixels[:, ::-1]
         if min(pixels.shape[:2]) < 8:
-            raise ValueError(f"{pixels.shape[1]}x{pixels.shape[0]} is too small (the generator "
-                             f"needs at least 8x8)")
+            raise ValueError(
+                f"{pixels.shape[1]}x{pixels.shape[0]} is too small (the generator "
+                f"needs at least 8x8)"
+            )
         return np.ascontiguousarray(pixels)
 
 
 def bundled_photos() -> list[Photo]:
     """The scikit-image photos of people, at each of PHOTO_SCALES, as they are and mirrored."""
     folder = demo_data.skimage_data_dir()
-    return [Photo(f"{name}_{round(scale * 100)}{'_flip' if flip else ''}.png", BUNDLED_GROUP,
-                  os.path.join(folder, f"{name}.png"), scale, flip)
-            for name in PEOPLE_PHOTOS for scale in PHOTO_SCALES for flip in (False, True)]
+    return [
+        Photo(
+            f"{name}_{round(scale * 100)}{'_flip' if flip else ''}.png",
+            BUNDLED_GROUP,
+            os.path.join(folder, f"{name}.png"),
+            scale,
+            flip,
+        )
+        for name in PEOPLE_PHOTOS
+        for scale in PHOTO_SCALES
+        for flip in (False, True)
+    ]
 
 
 def folder_photos(folder: str) -> list[Photo]:
@@ -125,8 +138,9 @@ def folder_photos(folder: str) -> list[Photo]:
     for job in jobs:
         name = os.path.splitext(job.target)[0].replace(os.sep, "__") + ".png"
         if name in seen:
-            raise CommandError(f"{seen[name]} and {job.source} would both be {name} in the set; "
-                               f"rename one")
+            raise CommandError(
+                f"{seen[name]} and {job.source} would both be {name} in the set; rename one"
+            )
         seen[name] = job.source
         photos.append(Photo(name, PEOPLE_GROUP, job.source))
     return photos
@@ -137,8 +151,9 @@ def blur_canvas(max_len: float) -> int:
     return max(BLUR_CANVAS, math.ceil(max_len) + 4)
 
 
-def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float = BLUR_MAX_LEN
-              ) -> tuple[dict[str, Any], list[str]]:
+def build_set(
+    root: str, photos: Sequence[Photo], seed: int = 0, max_len: float = BLUR_MAX_LEN
+) -> tuple[dict[str, Any], list[str]]:
     """Writes ROOT/test/<group>/{sharp,blur}/NAME.png and ROOT/set.json.
 
     Each photo is blurred as `blur make-dataset` blurs a file of that name: one kernel from the
@@ -156,18 +171,29 @@ def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float 
             unreadable.append(f"{photo.path}: not a readable image ({type(e).__name__}: {e})")
             continue
         rng = np.random.default_rng([seed, zlib.crc32(photo.name.encode("utf-8"))])
-        kernel = motion_blur.sample_kernels(rng, 1, canvas=canvas, max_len=max_len,
-                                         expl=BLUR_EXPL)[0]
+        kernel = motion_blur.sample_kernels(rng, 1, canvas=canvas, max_len=max_len, expl=BLUR_EXPL)[
+            0
+        ]
         blurred = motion_blur.blur(sharp / 255.0, kernel, rng=rng)
         folder = os.path.join(root, "test", photo.group)
         for kind, pixels in (("sharp", sharp), ("blur", images.to_uint8(blurred))):
             os.makedirs(os.path.join(folder, kind), exist_ok=True)
             images.save_png(os.path.join(folder, kind, photo.name), pixels)
         written.append(dataclasses.asdict(photo))
-    manifest = {"made_by": "python -m deblurgan_jax.detection_benchmark",
-                "layout": "gopro", "split": "test", "photos": written,
-                "blur": {"seed": seed, "canvas": canvas, "max_len": max_len, "expl": BLUR_EXPL,
-                         "iters": 2000, "noise_std": 0.0}}
+    manifest = {
+        "made_by": "python -m deblurgan_jax.detection_benchmark",
+        "layout": "gopro",
+        "split": "test",
+        "photos": written,
+        "blur": {
+            "seed": seed,
+            "canvas": canvas,
+            "max_len": max_len,
+            "expl": BLUR_EXPL,
+            "iters": 2000,
+            "noise_std": 0.0,
+        },
+    }
     with open(os.path.join(root, SET_FILE), "w") as f:
         json.dump(manifest, f, indent=2)
     return manifest, unreadable
@@ -180,6 +206,7 @@ def build_set(root: str, photos: Sequence[Photo], seed: int = 0, max_len: float 
 @dataclasses.dataclass(frozen=True)
 class ImageResult:
     """Detections and their matches to the reference (the first run on the sharp image)."""
+
     name: str
     reference: detection.Detections
     detections: dict[str, detection.Detections]  # condition -> detections
@@ -191,69 +218,92 @@ class ImageResult:
         row: dict[str, Any] = {"name": self.name, "reference": len(self.reference)}
         for condition in CONDITIONS:
             counts = self.matches[condition].counts
-            row.update({f"{condition}_detections": len(self.detections[condition]),
-                         f"{condition}_tp": counts.tp, f"{condition}_fp": counts.fp,
-                         f"{condition}_fn": counts.fn, f"{condition}_recall": counts.recall,
-                         f"{condition}_precision": counts.precision,
-                         f"{condition}_f1": counts.f1})
+            row.update(
+                {
+                    f"{condition}_detections": len(self.detections[condition]),
+                    f"{condition}_tp": counts.tp,
+                    f"{condition}_fp": counts.fp,
+                    f"{condition}_fn": counts.fn,
+                    f"{condition}_recall": counts.recall,
+                    f"{condition}_precision": counts.precision,
+                    f"{condition}_f1": counts.f1,
+                }
+            )
         row.update({f"psnr_{k}": v for k, v in self.psnr.items()})
         return row
 
 
-def score_image(name: str, detector: detection.Detector, blurred: np.ndarray,
-                restored: np.ndarray, sharp: np.ndarray, iou_threshold: float = 0.5
-                ) -> ImageResult:
+def score_image(
+    name: str,
+    detector: detection.Detector,
+    blurred: np.ndarray,
+    restored: np.ndarray,
+    sharp: np.ndarray,
+    iou_threshold: float = 0.5,
+) -> ImageResult:
     """Runs the detector on the three (H, W, 3) uint8 images and matches them to the sharp one."""
     reference = detection.detect(detector, sharp)
-    found = {c: detection.detect(detector, image)
-             for c, image in zip(CONDITIONS, (blurred, restored, sharp))}
+    found = {
+        c: detection.detect(detector, image)
+        for c, image in zip(CONDITIONS, (blurred, restored, sharp))
+    }
     matches = {c: detection.match(reference, found[c], iou_threshold) for c in CONDITIONS}
     unit = lambda a: np.asarray(a, np.float32)[None]  # noqa: E731
-    psnr = {c: float(metrics.psnr(unit(image), unit(sharp))[0])
-            for c, image in (("blurred", blurred), ("restored", restored))}
+    psnr = {
+        c: float(metrics.psnr(unit(image), unit(sharp))[0])
+        for c, image in (("blurred", blurred), ("restored", restored))
+    }
     return ImageResult(name, reference, found, matches, psnr)
 
 
 def total_counts(results: Sequence[ImageResult]) -> dict[str, detection.Counts]:
     """Per condition, the counts summed over the images (micro average)."""
-    return {c: sum((r.matches[c].counts for r in results), detection.Counts())
-            for c in CONDITIONS}
+    return {c: sum((r.matches[c].counts for r in results), detection.Counts()) for c in CONDITIONS}
 
 
 # --------------------------------------------------------------------------------------------
 # Reports.
 
 
-def format_table(results: Sequence[ImageResult], detector_name: str,
-                 iou_threshold: float) -> str:
+def format_table(results: Sequence[ImageResult], detector_name: str, iou_threshold: float) -> str:
     width = max([len("overall (micro)")] + [len(r.name) for r in results])
     header = f"{'image':<{width}} {'ref':>4}" + "".join(
-        f"  {c + ' R/P/F1':>20}" for c in CONDITIONS)
+        f"  {c + ' R/P/F1':>20}" for c in CONDITIONS
+    )
 
     def line(name: str, reference: int, counts: dict[str, detection.Counts]) -> str:
         return f"{name:<{width}} {reference:>4}" + "".join(
             f"  {counts[c].recall:>6.2f}{counts[c].precision:>7.2f}{counts[c].f1:>7.2f}"
-            for c in CONDITIONS)
+            for c in CONDITIONS
+        )
 
-    lines = [header] + [line(r.name, len(r.reference), {c: r.matches[c].counts
-                                                          for c in CONDITIONS})
-                        for r in results]
+    lines = [header] + [
+        line(r.name, len(r.reference), {c: r.matches[c].counts for c in CONDITIONS})
+        for r in results
+    ]
     totals = total_counts(results)
     references = sum(len(r.reference) for r in results)
     lines += ["-" * len(header), line("overall (micro)", references, totals)]
-    gain = {k: getattr(totals["restored"], k) - getattr(totals["blurred"], k)
-            for k in ("recall", "precision", "f1")}
-    lines.append(f"restored - blurred: recall {gain['recall']:+.3f}, precision "
-                 f"{gain['precision']:+.3f}, F1 {gain['f1']:+.3f}")
-    lines.append(f"{len(results)} images, {references} reference detections (detector "
-                 f"{detector_name!r} on the sharp images), match: same class and IoU >= "
-                 f"{iou_threshold:g}; 'sharp' re-runs the detector on the sharp image (sanity "
-                 f"check: recall 1)")
+    gain = {
+        k: getattr(totals["restored"], k) - getattr(totals["blurred"], k)
+        for k in ("recall", "precision", "f1")
+    }
+    lines.append(
+        f"restored - blurred: recall {gain['recall']:+.3f}, precision "
+        f"{gain['precision']:+.3f}, F1 {gain['f1']:+.3f}"
+    )
+    lines.append(
+        f"{len(results)} images, {references} reference detections (detector "
+        f"{detector_name!r} on the sharp images), match: same class and IoU >= "
+        f"{iou_threshold:g}; 'sharp' re-runs the detector on the sharp image (sanity "
+        f"check: recall 1)"
+    )
     return "\n".join(lines)
 
 
-def comparison_picture(result: ImageResult, blurred: np.ndarray, restored: np.ndarray,
-                       sharp: np.ndarray) -> np.ndarray:
+def comparison_picture(
+    result: ImageResult, blurred: np.ndarray, restored: np.ndarray, sharp: np.ndarray
+) -> np.ndarray:
     """blurred | restored | sharp with boxes: reference green, matched blue, unmatched red."""
     from PIL import Image, ImageDraw
 
@@ -266,8 +316,11 @@ def comparison_picture(result: ImageResult, blurred: np.ndarray, restored: np.nd
         if condition != "sharp":  # on the sharp panel the predictions are the reference
             matched = result.matches[condition].matched_predictions
             for i, box in enumerate(result.detections[condition].boxes):
-                draw.rectangle(_drawable(box), width=2,
-                               outline=MATCHED_COLOUR if i in matched else UNMATCHED_COLOUR)
+                draw.rectangle(
+                    _drawable(box),
+                    width=2,
+                    outline=MATCHED_COLOUR if i in matched else UNMATCHED_COLOUR,
+                )
         counts = result.matches[condition].counts
         label = f"{condition}  R {counts.recall:.2f}  P {counts.precision:.2f}"
         draw.rectangle(draw.textbbox((4, 4), label), fill=(0, 0, 0))
@@ -282,8 +335,9 @@ def _drawable(box: np.ndarray) -> list[float]:
     return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
 
-def summarize(results: Sequence[ImageResult], detector_name: str,
-              iou_threshold: float) -> dict[str, Any]:
+def summarize(
+    results: Sequence[ImageResult], detector_name: str, iou_threshold: float
+) -> dict[str, Any]:
     totals = total_counts(results)
     return {
         "num_images": len(results),
@@ -291,10 +345,11 @@ def summarize(results: Sequence[ImageResult], detector_name: str,
         "iou_threshold": iou_threshold,
         "reference": "the detector's boxes on the sharp images",
         "reference_detections": sum(len(r.reference) for r in results),
-        "overall": {c: {"detections": sum(len(r.detections[c]) for r in results),
-                        **totals[c].to_json()} for c in CONDITIONS},
-        "psnr": {k: float(np.mean([r.psnr[k] for r in results]))
-                 for k in ("blurred", "restored")},
+        "overall": {
+            c: {"detections": sum(len(r.detections[c]) for r in results), **totals[c].to_json()}
+            for c in CONDITIONS
+        },
+        "psnr": {k: float(np.mean([r.psnr[k] for r in results])) for k in ("blurred", "restored")},
     }
 
 
@@ -307,14 +362,16 @@ def read_pair(record: Any, layout: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         if layout == "ab":
             both = images.load_rgb8(record.sharp_path)
-            return both[:, :record.width], both[:, record.width:2 * record.width]
+            return both[:, : record.width], both[:, record.width : 2 * record.width]
         blurred = images.load_rgb8(record.blurred_path)
         sharp = images.load_rgb8(record.sharp_path)
     except Exception as e:  # Pillow raises many types
         raise ValueError(f"{record.name}: not readable ({type(e).__name__}: {e})") from None
     if blurred.shape != sharp.shape:
-        raise ValueError(f"{record.name}: blurred {blurred.shape[1]}x{blurred.shape[0]} and "
-                         f"sharp {sharp.shape[1]}x{sharp.shape[0]} differ in size")
+        raise ValueError(
+            f"{record.name}: blurred {blurred.shape[1]}x{blurred.shape[0]} and "
+            f"sharp {sharp.shape[1]}x{sharp.shape[0]} differ in size"
+        )
     if min(sharp.shape[:2]) < 8:
         raise ValueError(f"{record.name}: smaller than 8x8")
     return blurred, sharp
@@ -324,8 +381,9 @@ def _check_inputs_kept(inputs: Sequence[str], outputs: Sequence[str]) -> None:
     written = {os.path.realpath(p) for p in outputs}
     for path in inputs:
         if path and os.path.realpath(path) in written:
-            raise CommandError(f"writing the report would overwrite the input {path}; choose "
-                               f"another --out")
+            raise CommandError(
+                f"writing the report would overwrite the input {path}; choose another --out"
+            )
 
 
 def _picture_path(out: str, name: str) -> str:
@@ -340,41 +398,68 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m deblurgan_jax.detection_benchmark",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Runs an object detector on blurred, restored and sharp images and scores "
-                    "the blurred and restored detections against the sharp ones (recall, "
-                    "precision, F1), as the DeblurGAN paper's detection benchmark.",
+        "the blurred and restored detections against the sharp ones (recall, "
+        "precision, F1), as the DeblurGAN paper's detection benchmark.",
         epilog="Examples:\n"
-               "  python -m deblurgan_jax.detection_benchmark --workdir runs/demo "
-               "--out runs/demo/detection\n"
-               "  python -m deblurgan_jax.detection_benchmark --params generator.msgpack "
-               "--people photos/ --out detection/ --save-images\n"
-               "  python -m deblurgan_jax.detection_benchmark --params generator.msgpack "
-               "--data /data/GoPro_Large --detector my_detectors:yolo --out detection/\n\n"
-               "See the module doc (deblurgan_jax/commands/detection_benchmark.py) for the protocol, "
-               "the built set and the outputs, and deblurgan_jax/evaluation/detection.py for the detector "
-               "interface.")
+        "  python -m deblurgan_jax.detection_benchmark --workdir runs/demo "
+        "--out runs/demo/detection\n"
+        "  python -m deblurgan_jax.detection_benchmark --params generator.msgpack "
+        "--people photos/ --out detection/ --save-images\n"
+        "  python -m deblurgan_jax.detection_benchmark --params generator.msgpack "
+        "--data /data/GoPro_Large --detector my_detectors:yolo --out detection/\n\n"
+        "See the module doc (deblurgan_jax/commands/detection_benchmark.py) for the protocol, "
+        "the built set and the outputs, and deblurgan_jax/evaluation/detection.py for the detector "
+        "interface.",
+    )
     cli.add_generator_flags(p)
-    p.add_argument("--out", required=True,
-                   help="output folder (created; refused if not empty unless --overwrite)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (created; refused if not empty unless --overwrite)",
+    )
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
-    p.add_argument("--data", help="test set of (blurred, sharp) pairs (default: build the "
-                                  "people set under OUT/data)")
-    p.add_argument("--layout", choices=("gopro", "paired", "ab"), default="gopro",
-                   help="layout of --data, as in evaluate (default gopro; a built set is gopro)")
+    p.add_argument(
+        "--data",
+        help="test set of (blurred, sharp) pairs (default: build the people set under OUT/data)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("gopro", "paired", "ab"),
+        default="gopro",
+        help="layout of --data, as in evaluate (default gopro; a built set is gopro)",
+    )
     p.add_argument("--split", default="test", help="split subfolder of --data (default test)")
-    p.add_argument("--people", help="folder of sharp photos with people to add to the built set "
-                                    "(searched recursively; not with --data)")
+    p.add_argument(
+        "--people",
+        help="folder of sharp photos with people to add to the built set "
+        "(searched recursively; not with --data)",
+    )
     p.add_argument("--blur-seed", type=int, default=0, help="seed of the built set's blur")
-    p.add_argument("--blur-length", type=float, default=BLUR_MAX_LEN,
-                   help=f"length in pixels of the built set's blur trajectories (default "
-                        f"{BLUR_MAX_LEN:g}, the demo's training blur)")
-    p.add_argument("--detector", default="hog",
-                   help=f"one of {sorted(detection.DETECTORS)} (default hog: OpenCV's HOG people "
-                        f"detector), or MODULE:FACTORY, a function returning a callable "
-                        f"image (H, W, 3) uint8 RGB -> (boxes x0 y0 x1 y1, classes, scores)")
-    p.add_argument("--iou", type=float, default=0.5,
-                   help="IoU a detection needs with a reference box of its class (default 0.5)")
-    p.add_argument("--save-images", action="store_true",
-                   help="write OUT/pictures/NAME.png: blurred | restored | sharp with boxes")
+    p.add_argument(
+        "--blur-length",
+        type=float,
+        default=BLUR_MAX_LEN,
+        help=f"length in pixels of the built set's blur trajectories (default "
+        f"{BLUR_MAX_LEN:g}, the demo's training blur)",
+    )
+    p.add_argument(
+        "--detector",
+        default="hog",
+        help=f"one of {sorted(detection.DETECTORS)} (default hog: OpenCV's HOG people "
+        f"detector), or MODULE:FACTORY, a function returning a callable "
+        f"image (H, W, 3) uint8 RGB -> (boxes x0 y0 x1 y1, classes, scores)",
+    )
+    p.add_argument(
+        "--iou",
+        type=float,
+        default=0.5,
+        help="IoU a detection needs with a reference box of its class (default 0.5)",
+    )
+    p.add_argument(
+        "--save-images",
+        action="store_true",
+        help="write OUT/pictures/NAME.png: blurred | restored | sharp with boxes",
+    )
     p.add_argument("--max-images", type=int, default=0, help="stop after N images (0: all)")
     cli.add_inference_flags(p, default_tile=2048)
     p.add_argument("--noprogress", action="store_true", help="no progress bar")
@@ -411,17 +496,21 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 < args.iou <= 1.0:
         raise CommandError(f"--iou must be in (0, 1], got {args.iou}")
     if not 0.0 < args.blur_length < math.inf:
-        raise CommandError(f"--blur-length must be a positive number of pixels, got "
-                           f"{args.blur_length}")
+        raise CommandError(
+            f"--blur-length must be a positive number of pixels, got {args.blur_length}"
+        )
     if args.data is not None and args.people is not None:
         raise CommandError("--people adds photos to the built set; with --data the set is given")
     for flag, folder in (("--data", args.data), ("--people", args.people)):
         if folder is not None and not os.path.isdir(folder):
             raise CommandError(f"{flag} folder not found: {folder}")
-    if args.people is not None and (files.is_within(args.out, args.people)
-                                    or files.is_within(args.people, args.out)):
-        raise CommandError(f"--people {args.people} and --out {args.out} overlap; the set "
-                           f"written under --out could mix with the input photos")
+    if args.people is not None and (
+        files.is_within(args.out, args.people) or files.is_within(args.people, args.out)
+    ):
+        raise CommandError(
+            f"--people {args.people} and --out {args.out} overlap; the set "
+            f"written under --out could mix with the input photos"
+        )
     try:
         detector = detection.make_detector(args.detector)
     except detection.DetectorError as e:
@@ -437,8 +526,9 @@ def _run(args: argparse.Namespace) -> int:
         root = os.path.join(args.out, "data")
         if os.path.exists(root):  # a set built before (--overwrite): built again from scratch
             if not os.path.isfile(os.path.join(root, SET_FILE)):
-                raise CommandError(f"{root} exists and is not a set built by this command; "
-                                   f"choose another --out")
+                raise CommandError(
+                    f"{root} exists and is not a set built by this command; choose another --out"
+                )
             shutil.rmtree(root)
         manifest, unreadable = build_set(root, photos, args.blur_seed, args.blur_length)
         failed += unreadable
@@ -452,7 +542,7 @@ def _run(args: argparse.Namespace) -> int:
     except sources.DataError as e:
         raise CommandError(str(e)) from None
     failed += [f"{path}: not a readable image" for path in stats.unreadable]
-    records = table.records[:args.max_images or None]
+    records = table.records[: args.max_images or None]
     if args.data is not None:
         outputs = [os.path.join(args.out, f) for f in REPORT_FILES]
         outputs += [_picture_path(args.out, r.name) for r in records] if args.save_images else []
@@ -460,12 +550,21 @@ def _run(args: argparse.Namespace) -> int:
         cli.prepare_out_dir(args.out, args.overwrite)
 
     generator = models.build_generator(model_config)
-    infer = inference.make_inference_fn(generator, tile=args.tile or None,
-                                       overlap=args.tile_overlap,
-                                       dropout_seed=args.seed if args.dropout else None)
+    infer = inference.make_inference_fn(
+        generator,
+        tile=args.tile or None,
+        overlap=args.tile_overlap,
+        dropout_seed=args.seed if args.dropout else None,
+    )
     results, boxes = [], {}
-    for record in tqdm(records, disable=args.noprogress, desc="detect", unit="image",
-                       dynamic_ncols=True, file=sys.stderr):
+    for record in tqdm(
+        records,
+        disable=args.noprogress,
+        desc="detect",
+        unit="image",
+        dynamic_ncols=True,
+        file=sys.stderr,
+    ):
         try:
             blurred, sharp = read_pair(record, layout)
         except ValueError as e:
@@ -478,8 +577,10 @@ def _run(args: argparse.Namespace) -> int:
         except detection.DetectorError as e:
             raise CommandError(f"detector {args.detector!r} on {record.name}: {e}") from None
         results.append(result)
-        boxes[record.name] = {"reference": result.reference.to_json(),
-                              **{c: result.detections[c].to_json() for c in CONDITIONS}}
+        boxes[record.name] = {
+            "reference": result.reference.to_json(),
+            **{c: result.detections[c].to_json() for c in CONDITIONS},
+        }
         if args.save_images:
             path = _picture_path(args.out, record.name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -488,20 +589,30 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(f"no pair of {data_root} could be read:\n  " + "\n  ".join(failed))
 
     summary = summarize(results, args.detector, args.iou)
-    summary.update({
-        "source": provenance, "model": model_config, "data": data_info, "skipped": failed,
-        "inference": {"tile": args.tile, "tile_overlap": args.tile_overlap,
-                      "test_time_dropout": args.dropout,
-                      "seed": args.seed if args.dropout else None},
-    })
+    summary.update(
+        {
+            "source": provenance,
+            "model": model_config,
+            "data": data_info,
+            "skipped": failed,
+            "inference": {
+                "tile": args.tile,
+                "tile_overlap": args.tile_overlap,
+                "test_time_dropout": args.dropout,
+                "seed": args.seed if args.dropout else None,
+            },
+        }
+    )
     files.write_csv([r.row() for r in results], os.path.join(args.out, "metrics.csv"))
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(args.out, "detections.json"), "w") as f:
         json.dump(boxes, f, indent=1)
     print(format_table(results, args.detector, args.iou))
-    print(f"wrote {', '.join(REPORT_FILES)}{' and pictures/' if args.save_images else ''} to "
-          f"{args.out}")
+    print(
+        f"wrote {', '.join(REPORT_FILES)}{' and pictures/' if args.save_images else ''} to "
+        f"{args.out}"
+    )
     if failed:
         print(f"{len(failed)} input(s) skipped:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1

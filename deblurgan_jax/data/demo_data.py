@@ -33,23 +33,30 @@ DEMO_FILES: dict[str, str] = {
     "coffee": "coffee.png",
     "rocket": "rocket.jpg",
 }
-DEMO_TRAIN: tuple[str, ...] = ("astronaut", "hubble_deep_field", "immunohistochemistry", "retina",
-                               "colorwheel", "motorcycle_left")
+DEMO_TRAIN: tuple[str, ...] = (
+    "astronaut",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+    "motorcycle_left",
+)
 DEMO_HELD_OUT: tuple[str, ...] = ("chelsea", "coffee", "rocket")
 
 
 def skimage_data_dir() -> str:
-        """The folder of the installed scikit-image package's bundled sample images."""
-        import skimage.data
-        return os.path.dirname(os.path.abspath(skimage.data.__file__))
+    """The folder of the installed scikit-image package's bundled sample images."""
+    import skimage.data
+
+    return os.path.dirname(os.path.abspath(skimage.data.__file__))
 
 
 def demo_images(split: str) -> list[tuple[str, str]]:
-        """(name, path) of the demo images of `split`: 'train', or anything else for held-out.
+    """(name, path) of the demo images of `split`: 'train', or anything else for held-out.
 
-        Any split other than 'train' ('test', 'eval', 'val', ...) is the held-out set, so that
-        `config.eval_split` works unchanged with the demo source.
-        """
-        names = DEMO_TRAIN if split == "train" else DEMO_HELD_OUT
-        folder = skimage_data_dir()
-        return [(name, os.path.join(folder, DEMO_FILES[name])) for name in names]
+    Any split other than 'train' ('test', 'eval', 'val', ...) is the held-out set, so that
+    `config.eval_split` works unchanged with the demo source.
+    """
+    names = DEMO_TRAIN if split == "train" else DEMO_HELD_OUT
+    folder = skimage_data_dir()
+    return [(name, os.path.join(folder, DEMO_FILES[name])) for name in names]

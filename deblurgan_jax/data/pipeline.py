@@ -36,14 +36,24 @@ import tensorflow as tf
 
 from deblurgan_jax.blurring import motion_blur
 from deblurgan_jax.data import tf_ops
-from deblurgan_jax.data.sources import (KIND_AB, KIND_PAIR, KIND_SHARP, REAL_SOURCES, SOURCES,
-                                        DataError, DataStats, ImageTable, count_small, load_table)
+from deblurgan_jax.data.sources import (
+    KIND_AB,
+    KIND_PAIR,
+    KIND_SHARP,
+    REAL_SOURCES,
+    SOURCES,
+    DataError,
+    DataStats,
+    ImageTable,
+    count_small,
+    load_table,
+)
 
 # Tags folded into the seed so that the permutation, example and table streams never collide.
 _TAG_PERMUTATION = 1
 _TAG_EXAMPLE = 2
 _TAG_EVAL = 3
-_TAG_KERNEL_BANK = 0x6b65726e  # NumPy kernel-bank generator: default_rng([seed, tag])
+_TAG_KERNEL_BANK = 0x6B65726E  # NumPy kernel-bank generator: default_rng([seed, tag])
 # Per-example random streams (rows of stateless_split).
 _STREAM_CROP_Y, _STREAM_CROP_X, _STREAM_FLIP, _STREAM_KERNEL, _STREAM_NOISE = range(5)
 _NUM_STREAMS = 5
@@ -55,18 +65,26 @@ def hide_gpus_from_tf() -> None:
         tf.config.set_visible_devices([], "GPU")
     except RuntimeError:  # devices already initialised: fine if TF sees no GPU anyway
         if tf.config.get_visible_devices("GPU"):
-            logging.warning("TensorFlow was initialised before hide_gpus_from_tf() and holds "
-                            "GPUs: %s", tf.config.get_visible_devices("GPU"))
+            logging.warning(
+                "TensorFlow was initialised before hide_gpus_from_tf() and holds GPUs: %s",
+                tf.config.get_visible_devices("GPU"),
+            )
 
 
-def kernel_bank(blur_config: ml_collections.ConfigDict, seed: int,
-                n: int | None = None) -> np.ndarray:
+def kernel_bank(
+    blur_config: ml_collections.ConfigDict, seed: int, n: int | None = None
+) -> np.ndarray:
     """(n, canvas, canvas) float32 kernels, a pure function of (seed, blur settings)."""
     rng = np.random.default_rng([seed, _TAG_KERNEL_BANK])
-    kernels = motion_blur.sample_kernels(rng, n or blur_config.kernel_bank_size,
-                                         canvas=blur_config.canvas, iters=blur_config.iters,
-                                         max_len=blur_config.max_len, expl=blur_config.expl,
-                                         fractions=tuple(blur_config.fractions))
+    kernels = motion_blur.sample_kernels(
+        rng,
+        n or blur_config.kernel_bank_size,
+        canvas=blur_config.canvas,
+        iters=blur_config.iters,
+        max_len=blur_config.max_len,
+        expl=blur_config.expl,
+        fractions=tuple(blur_config.fractions),
+    )
     # Runs started before the field existed have no `centre` in their config.json.
     if blur_config.get("centre", False):
         kernels = motion_blur.centre_kernels(kernels)
@@ -79,6 +97,7 @@ def kernel_bank(blur_config: ml_collections.ConfigDict, seed: int,
 @dataclasses.dataclass(frozen=True)
 class _TableTensors:
     """An ImageTable as constant tensors a tf.data function can index."""
+
     kind: str
     blurred: tf.Tensor
     sharp: tf.Tensor
@@ -87,9 +106,13 @@ class _TableTensors:
 
     @classmethod
     def build(cls, table: ImageTable, permutation_seed: tf.Tensor) -> _TableTensors:
-        return cls(table.kind, tf.constant([r.blurred_path for r in table.records]),
-                   tf.constant([r.sharp_path for r in table.records]), len(table.records),
-                   permutation_seed)
+        return cls(
+            table.kind,
+            tf.constant([r.blurred_path for r in table.records]),
+            tf.constant([r.sharp_path for r in table.records]),
+            len(table.records),
+            permutation_seed,
+        )
 
     def file_index(self, position: tf.Tensor, attempt: tf.Tensor, shuffle: bool) -> tf.Tensor:
         """File of the `position`-th draw from this table; attempt k > 0 takes the k-th next one."""
@@ -98,8 +121,10 @@ class _TableTensors:
         if not shuffle:
             return slot
         return tf.random.experimental.index_shuffle(
-            slot, tf_ops.fold_seed(self.permutation_seed, epoch),
-            tf.constant(self.size - 1, tf.int64))
+            slot,
+            tf_ops.fold_seed(self.permutation_seed, epoch),
+            tf.constant(self.size - 1, tf.int64),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +139,9 @@ class _CropSpec:
         return self.crop_size + sum(self.margin)
 
 
-def _read_regions(table: _TableTensors, index: tf.Tensor, seeds: tf.Tensor,
-                  spec: _CropSpec) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _read_regions(
+    table: _TableTensors, index: tf.Tensor, seeds: tf.Tensor, spec: _CropSpec
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(blurred, sharp, path): the random crop of one item with its margin, float32 [0, 255].
 
     The same rows/cols index both images, so blurred and sharp get the same crop and flip. For a
@@ -129,25 +155,31 @@ def _read_regions(table: _TableTensors, index: tf.Tensor, seeds: tf.Tensor,
         width = width // 2
     if table.kind == KIND_PAIR:
         blurred_image = tf_ops.decode_rgb8(table.blurred[index])
-        tf.debugging.assert_equal(tf.shape(blurred_image), shape,
-                                  message="blurred and sharp images differ in size")
+        tf.debugging.assert_equal(
+            tf.shape(blurred_image), shape, message="blurred and sharp images differ in size"
+        )
     work_h, work_w = height // spec.downscale, width // spec.downscale
 
     def offset(work_size: tf.Tensor, stream: int) -> tf.Tensor:
         # Uniform in [0, size - crop]; an image smaller than the crop is centred and mirrored.
         slack = work_size - spec.crop_size
-        random = tf.random.stateless_uniform([], seeds[stream], minval=0,
-                                             maxval=tf.maximum(slack, 0) + 1, dtype=tf.int32)
+        random = tf.random.stateless_uniform(
+            [], seeds[stream], minval=0, maxval=tf.maximum(slack, 0) + 1, dtype=tf.int32
+        )
         return tf.where(slack >= 0, random, slack // 2)
 
     top = offset(work_h, _STREAM_CROP_Y) - spec.margin[0]
     left = offset(work_w, _STREAM_CROP_X) - spec.margin[0]
-    flip = (tf.random.stateless_uniform([], seeds[_STREAM_FLIP]) < 0.5 if spec.flip else
-            tf.constant(False))
+    flip = (
+        tf.random.stateless_uniform([], seeds[_STREAM_FLIP]) < 0.5
+        if spec.flip
+        else tf.constant(False)
+    )
 
     def region_of(source: tf.Tensor, col_offset: tf.Tensor | int = 0) -> tf.Tensor:
-        window = tf_ops.crop_window(source, top, left, spec.region, work_h, work_w, spec.downscale,
-                             col_offset)
+        window = tf_ops.crop_window(
+            source, top, left, spec.region, work_h, work_w, spec.downscale, col_offset
+        )
         region = tf_ops.downscale_to_float(window, spec.downscale)
         return tf.cond(flip, lambda: tf.reverse(region, [1]), lambda: region)
 
@@ -170,6 +202,7 @@ def _synthetic_position(index: tf.Tensor, ratio: float) -> tuple[tf.Tensor, tf.T
         return tf.constant(False), index
     if ratio >= 1:
         return tf.constant(True), index
+
     def before(n):
         return tf.cast(tf.floor(tf.cast(n, tf.float64) * ratio), tf.int64)
 
@@ -185,11 +218,16 @@ class Batches:
     failures are counted into `stats` and logged as they are seen.
     """
 
-    def __init__(self, dataset: tf.data.Dataset, stats: DataStats, *,
-                 num_devices: int | None = None,
-                 host_position: Callable[[int], int] | None = None,
-                 expected_total: int | None = None,
-                 expected_names: Sequence[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        dataset: tf.data.Dataset,
+        stats: DataStats,
+        *,
+        num_devices: int | None = None,
+        host_position: Callable[[int], int] | None = None,
+        expected_total: int | None = None,
+        expected_names: Sequence[tuple[str, str]] | None = None,
+    ):
         self.dataset = dataset  # the tf.data.Dataset of batches (with bookkeeping fields)
         self.stats = stats
         self._num_devices = num_devices
@@ -210,16 +248,22 @@ class Batches:
                 files = files.decode()
                 if files not in self.stats.failed_files:
                     self.stats.failed_files.add(files)
-                    logging.warning("could not decode %s; another item took its place (%d so far)",
-                                    files, self.stats.replaced)
+                    logging.warning(
+                        "could not decode %s; another item took its place (%d so far)",
+                        files,
+                        self.stats.replaced,
+                    )
 
     def _note_drops(self, index: np.ndarray, seen: int) -> None:
         # Without drops, the last example of the n-th batch sits at position seen - 1 of the stream.
         assert self._host_position is not None  # training batches only
         dropped = self._host_position(int(index[-1])) - (seen - 1)
         if dropped > self.stats.dropped:
-            logging.error("%d example(s) failed every decode attempt and were dropped; later "
-                          "batches are shifted", dropped - self.stats.dropped)
+            logging.error(
+                "%d example(s) failed every decode attempt and were dropped; later "
+                "batches are shifted",
+                dropped - self.stats.dropped,
+            )
             self.stats.dropped = dropped
 
     def close(self) -> None:
@@ -247,19 +291,24 @@ class Batches:
                 seen += len(batch["name"])
                 seen_names.update(batch["name"])
             if self._num_devices:
-                batch = {k: v.reshape((self._num_devices, -1) + v.shape[1:])
-                         for k, v in batch.items()}
+                batch = {
+                    k: v.reshape((self._num_devices, -1) + v.shape[1:]) for k, v in batch.items()
+                }
             yield batch
         if self._expected_total is not None and seen < self._expected_total:
             self.stats.dropped += self._expected_total - seen
             missing = [path for name, path in self._expected_names if name not in seen_names]
             self.stats.failed_files.update(missing)
-            logging.warning("%d eval image(s) failed to decode and were skipped: %s",
-                            self._expected_total - seen, ", ".join(missing))
+            logging.warning(
+                "%d eval image(s) failed to decode and were skipped: %s",
+                self._expected_total - seen,
+                ", ".join(missing),
+            )
 
 
-def _train_tables(data_config: ml_collections.ConfigDict, stats: DataStats
-                  ) -> tuple[ImageTable | None, ImageTable | None, float]:
+def _train_tables(
+    data_config: ml_collections.ConfigDict, stats: DataStats
+) -> tuple[ImageTable | None, ImageTable | None, float]:
     """(real pairs table, sharp images table, synthetic ratio) of the training split."""
     source, split = data_config.source, data_config.train_split
     if source in REAL_SOURCES:
@@ -270,14 +319,18 @@ def _train_tables(data_config: ml_collections.ConfigDict, stats: DataStats
         return None, load_table("demo", "", "train", stats), 1.0
     if source == "comb":  # real_source and synthetic_ratio were checked by config.validate
         ratio = float(data_config.synthetic_ratio)
-        return (load_table(data_config.real_source, data_config.root, split, stats),
-                load_table("synthetic", data_config.sharp_root, split, stats), ratio)
+        return (
+            load_table(data_config.real_source, data_config.root, split, stats),
+            load_table("synthetic", data_config.sharp_root, split, stats),
+            ratio,
+        )
     raise DataError(f"unknown data source {source!r}; expected one of {SOURCES}")
 
 
 def _resolve_hosts(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     if process_index is None or process_count is None:
         import jax
+
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -285,8 +338,9 @@ def _resolve_hosts(process_index: int | None, process_count: int | None) -> tupl
     return process_index, process_count
 
 
-def _host_example_indices(batch_size: int, host_batch: int, process_index: int,
-                          start_index: int) -> tf.data.Dataset:
+def _host_example_indices(
+    batch_size: int, host_batch: int, process_index: int, start_index: int
+) -> tf.data.Dataset:
     """Global example indices of this host's slices of global batches start, start + 1, ..."""
     start_step = start_index // batch_size
 
@@ -297,8 +351,9 @@ def _host_example_indices(batch_size: int, host_batch: int, process_index: int,
     return tf.data.Dataset.counter(dtype=tf.int64).map(global_index)
 
 
-def _host_position_fn(batch_size: int, host_batch: int, process_index: int,
-                      start_index: int) -> Callable[[int], int]:
+def _host_position_fn(
+    batch_size: int, host_batch: int, process_index: int, start_index: int
+) -> Callable[[int], int]:
     """Inverse of _host_example_indices: global example index -> position in the host stream."""
     start_step = start_index // batch_size
 
@@ -309,10 +364,17 @@ def _host_position_fn(batch_size: int, host_batch: int, process_index: int,
     return position
 
 
-def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: int,
-                         crop_size: int, seed: int, num_devices: int | None = None,
-                         start_index: int = 0, process_index: int | None = None,
-                         process_count: int | None = None) -> Batches:
+def create_train_dataset(
+    data_config: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    crop_size: int,
+    seed: int,
+    num_devices: int | None = None,
+    start_index: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Batches:
     """The infinite, shuffled, augmented training pipeline of `data_config` (config.data_config()).
 
     Args:
@@ -333,15 +395,19 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
     hide_gpus_from_tf()
     process_index, process_count = _resolve_hosts(process_index, process_count)
     if batch_size < 1 or batch_size % process_count:
-        raise ValueError(f"batch_size {batch_size} must be a positive multiple of process_count "
-                         f"{process_count}")
+        raise ValueError(
+            f"batch_size {batch_size} must be a positive multiple of process_count {process_count}"
+        )
     host_batch = batch_size // process_count
     if num_devices and host_batch % num_devices:
-        raise ValueError(f"per-host batch {host_batch} must be divisible by num_devices "
-                         f"{num_devices}")
+        raise ValueError(
+            f"per-host batch {host_batch} must be divisible by num_devices {num_devices}"
+        )
     if start_index < 0 or start_index % batch_size:
-        raise ValueError(f"start_index {start_index} must be a non-negative multiple of batch_size "
-                         f"{batch_size} (step * batch_size)")
+        raise ValueError(
+            f"start_index {start_index} must be a non-negative multiple of batch_size "
+            f"{batch_size} (step * batch_size)"
+        )
     downscale = int(data_config.downscale)
     if downscale not in (1, 2):
         raise ValueError(f"data.downscale must be 1 or 2, got {downscale}")
@@ -355,9 +421,12 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
 
     blur_config = data_config.blur
     synthetic = sharp is not None
-    spec = _CropSpec(crop_size, downscale,
-                     tf_ops.blur_margins(blur_config.canvas) if synthetic else (0, 0),
-                     data_config.flip)
+    spec = _CropSpec(
+        crop_size,
+        downscale,
+        tf_ops.blur_margins(blur_config.canvas) if synthetic else (0, 0),
+        data_config.flip,
+    )
     root = tf_ops.root_seed(seed)
     permutation = tf_ops.fold_seed(root, _TAG_PERMUTATION)
     real_t = _TableTensors.build(real, tf_ops.fold_seed(permutation, 0)) if real else None
@@ -369,8 +438,9 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
     noise_std = float(blur_config.noise_std) * 255.0  # config is on a 0..1 scale
 
     def example_seeds(index: tf.Tensor) -> tf.Tensor:
-        return tf.random.experimental.stateless_split(tf_ops.fold_seed(root, _TAG_EXAMPLE, index),
-                                                      _NUM_STREAMS)
+        return tf.random.experimental.stateless_split(
+            tf_ops.fold_seed(root, _TAG_EXAMPLE, index), _NUM_STREAMS
+        )
 
     def read(index: tf.Tensor, attempt: tf.Tensor) -> dict[str, tf.Tensor]:
         seeds = example_seeds(index)
@@ -382,9 +452,11 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
                 first = table.file_index(position, 0, shuffle)
                 first_files = table.sharp[first]
                 if table.kind == KIND_PAIR:
-                    first_files = tf.strings.join([table.blurred[first], first_files],
-                                                  separator=" / ")
+                    first_files = tf.strings.join(
+                        [table.blurred[first], first_files], separator=" / "
+                    )
                 return (*_read_regions(table, file, seeds, spec), first_files)
+
             return read_table
 
         if real_t is None:
@@ -392,19 +464,31 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
         elif sharp_t is None:
             blurred, sharp_region, _, first_path = from_table(real_t)()
         else:
-            blurred, sharp_region, _, first_path = tf.cond(is_synthetic, from_table(sharp_t),
-                                                           from_table(real_t))
-        return {"blurred": blurred, "sharp": sharp_region, "synthetic": is_synthetic,
-                "index": index, "attempt": tf.cast(attempt, tf.int32), "first_files": first_path}
+            blurred, sharp_region, _, first_path = tf.cond(
+                is_synthetic, from_table(sharp_t), from_table(real_t)
+            )
+        return {
+            "blurred": blurred,
+            "sharp": sharp_region,
+            "synthetic": is_synthetic,
+            "index": index,
+            "attempt": tf.cast(attempt, tf.int32),
+            "first_files": first_path,
+        }
 
     def read_with_fallback(index: tf.Tensor) -> tf.data.Dataset:
         # Attempt k reads another file only if attempts 0..k-1 raised; concatenate() opens each
         # fallback lazily, so a healthy file is decoded once.
         def attempt_dataset(k):
-            return tf.data.Dataset.from_tensors(tf.constant(k, tf.int64)).map(
-                lambda a: read(index, a)).ignore_errors()
-        chained = functools.reduce(lambda d, k: d.concatenate(attempt_dataset(k)),
-                                   range(1, attempts), attempt_dataset(0))
+            return (
+                tf.data.Dataset.from_tensors(tf.constant(k, tf.int64))
+                .map(lambda a: read(index, a))
+                .ignore_errors()
+            )
+
+        chained = functools.reduce(
+            lambda d, k: d.concatenate(attempt_dataset(k)), range(1, attempts), attempt_dataset(0)
+        )
         return chained.take(1)
 
     def finish(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -415,12 +499,14 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
             seeds = example_seeds(example["index"])
 
             def synthesise():
-                kernel_index = tf.random.stateless_uniform([], seeds[_STREAM_KERNEL], 0,
-                                                           bank.shape[0], dtype=tf.int32)
+                kernel_index = tf.random.stateless_uniform(
+                    [], seeds[_STREAM_KERNEL], 0, bank.shape[0], dtype=tf.int32
+                )
                 blurred = tf_ops.convolve_valid_fft(example["sharp"], tf.gather(bank, kernel_index))
                 if noise_std > 0:
-                    blurred += noise_std * tf.random.stateless_normal(tf.shape(blurred),
-                                                                      seeds[_STREAM_NOISE])
+                    blurred += noise_std * tf.random.stateless_normal(
+                        tf.shape(blurred), seeds[_STREAM_NOISE]
+                    )
                 return blurred
 
             if real_t is None:
@@ -429,20 +515,30 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, batch_size: 
                 real_crop = blurred_crop
                 blurred_crop = tf.cond(example["synthetic"], synthesise, lambda: real_crop)
         crop_shape = [crop_size, crop_size, 3]
-        return {"blurred": tf.ensure_shape(tf_ops.to_unit_range(blurred_crop), crop_shape),
-                "sharp": tf.ensure_shape(tf_ops.to_unit_range(sharp_crop), crop_shape),
-                "index": example["index"], "attempt": example["attempt"],
-                "first_files": example["first_files"]}
+        return {
+            "blurred": tf.ensure_shape(tf_ops.to_unit_range(blurred_crop), crop_shape),
+            "sharp": tf.ensure_shape(tf_ops.to_unit_range(sharp_crop), crop_shape),
+            "index": example["index"],
+            "attempt": example["attempt"],
+            "first_files": example["first_files"],
+        }
 
     dataset = _host_example_indices(batch_size, host_batch, process_index, start_index)
-    dataset = dataset.interleave(read_with_fallback, cycle_length=tf.data.AUTOTUNE,
-                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.interleave(
+        read_with_fallback,
+        cycle_length=tf.data.AUTOTUNE,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(host_batch, drop_remainder=True)
     dataset = dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
-    return Batches(dataset, stats, num_devices=num_devices,
-                   host_position=_host_position_fn(batch_size, host_batch, process_index,
-                                                   start_index))
+    return Batches(
+        dataset,
+        stats,
+        num_devices=num_devices,
+        host_position=_host_position_fn(batch_size, host_batch, process_index, start_index),
+    )
 
 
 def _options() -> tf.data.Options:
@@ -467,8 +563,13 @@ def _eval_table(data_config: ml_collections.ConfigDict, stats: DataStats) -> Ima
     raise DataError(f"unknown data source {source!r}; expected one of {SOURCES}")
 
 
-def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: int = 1,
-                        process_index: int = 0, process_count: int = 1) -> Batches:
+def create_eval_dataset(
+    data_config: ml_collections.ConfigDict,
+    *,
+    batch_size: int = 1,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Batches:
     """Full images of the eval split, in a fixed (sorted) order, no crop and no flip.
 
     Synthetic sources ('synthetic', 'demo') blur each held-out image once, deterministically: image
@@ -493,14 +594,17 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: i
     records = table.records[process_index::process_count]
     sizes = {(r.height // downscale, r.width // downscale) for r in records}
     if batch_size > 1 and len(sizes) > 1:
-        raise DataError(f"eval batch_size {batch_size} needs images of one size, "
-                        f"{table.folder} has {len(sizes)} sizes; use batch_size 1")
+        raise DataError(
+            f"eval batch_size {batch_size} needs images of one size, "
+            f"{table.folder} has {len(sizes)} sizes; use batch_size 1"
+        )
     logging.info("eval data: %s", stats.summary())
     blur_config = data_config.blur
     synthetic = table.kind == KIND_SHARP
     if synthetic:
-        bank = tf.constant(kernel_bank(blur_config, int(data_config.eval_blur_seed),
-                                       n=len(table.records)))
+        bank = tf.constant(
+            kernel_bank(blur_config, int(data_config.eval_blur_seed), n=len(table.records))
+        )
     eval_root = tf_ops.fold_seed(tf_ops.root_seed(int(data_config.eval_blur_seed)), _TAG_EVAL)
     noise_std = float(blur_config.noise_std) * 255.0
     names = tf.constant([r.name for r in records])
@@ -516,23 +620,38 @@ def create_eval_dataset(data_config: ml_collections.ConfigDict, *, batch_size: i
             width = width // 2
         if table.kind == KIND_PAIR:
             blurred_image = tf_ops.decode_rgb8(blurred_paths[j])
-            tf.debugging.assert_equal(tf.shape(blurred_image), tf.shape(image),
-                                      message="blurred and sharp images differ in size")
+            tf.debugging.assert_equal(
+                tf.shape(blurred_image),
+                tf.shape(image),
+                message="blurred and sharp images differ in size",
+            )
         rows, cols = (height // downscale) * downscale, (width // downscale) * downscale
         sharp = tf_ops.downscale_to_float(image[:rows, :cols], downscale)
         if table.kind == KIND_AB:
-            blurred = tf_ops.downscale_to_float(image[:rows, width:width + cols], downscale)
+            blurred = tf_ops.downscale_to_float(image[:rows, width : width + cols], downscale)
         elif table.kind == KIND_PAIR:
             blurred = tf_ops.downscale_to_float(blurred_image[:rows, :cols], downscale)
         else:
             position = positions[j]
-            blurred = tf_ops.blur_tf(sharp, tf.gather(bank, position), noise_std,
-                                     seed=tf_ops.fold_seed(eval_root, position))
-        return {"blurred": tf_ops.to_unit_range(blurred), "sharp": tf_ops.to_unit_range(sharp),
-                "name": names[j]}
+            blurred = tf_ops.blur_tf(
+                sharp,
+                tf.gather(bank, position),
+                noise_std,
+                seed=tf_ops.fold_seed(eval_root, position),
+            )
+        return {
+            "blurred": tf_ops.to_unit_range(blurred),
+            "sharp": tf_ops.to_unit_range(sharp),
+            "name": names[j],
+        }
 
-    dataset = tf.data.Dataset.range(len(records)).map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                                      deterministic=True)
+    dataset = tf.data.Dataset.range(len(records)).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     dataset = dataset.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return Batches(dataset.with_options(_options()), stats, expected_total=len(records),
-                   expected_names=[(r.name, r.blurred_path or r.sharp_path) for r in records])
+    return Batches(
+        dataset.with_options(_options()),
+        stats,
+        expected_total=len(records),
+        expected_names=[(r.name, r.blurred_path or r.sharp_path) for r in records],
+    )

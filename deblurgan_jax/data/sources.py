@@ -37,11 +37,14 @@ REAL_SOURCES = ("gopro", "paired", "ab")
 
 LAYOUTS = {
     "gopro": "ROOT/{train,test}/<sequence>/{blur,sharp}/<name>.png with the same names in blur/ "
-             "and sharp/ (GoPro_Large)",
+    "and sharp/ (GoPro_Large)",
     "paired": "ROOT[/<split>]/A/<name> (blurred) and ROOT[/<split>]/B/<name> (sharp)",
     "ab": "ROOT[/<split>]/<name>.png, blurred left half and sharp right half side by side",
-    "synthetic": ("SHARP_ROOT[/<split>]/**/<name> (sharp photos, any of "
-                  + " ".join(images.IMAGE_EXTENSIONS) + ")"),
+    "synthetic": (
+        "SHARP_ROOT[/<split>]/**/<name> (sharp photos, any of "
+        + " ".join(images.IMAGE_EXTENSIONS)
+        + ")"
+    ),
 }
 
 # Table kinds: two files per pair, one side-by-side file, or a sharp image to blur.
@@ -58,6 +61,7 @@ class DataError(ValueError):
 @dataclasses.dataclass
 class DataStats:
     """What the pipeline skipped, padded or replaced; the caller reads it (e.g. logs it)."""
+
     num_pairs: int = 0  # usable pairs (or sharp images) found by the scan
     unreadable: list[str] = dataclasses.field(default_factory=list)  # skipped at scan time
     unmatched: list[str] = dataclasses.field(default_factory=list)  # a blurred file w/o sharp twin
@@ -69,19 +73,24 @@ class DataStats:
 
     def skipped_files(self) -> list[str]:
         """Every file skipped so far, at scan time or at run time, with the reason."""
-        return ([f"{f}: unreadable" for f in self.unreadable]
-                + [f"{f}: no matching sharp image" for f in self.unmatched]
-                + [f"{f}: failed to decode" for f in sorted(self.failed_files)])
+        return (
+            [f"{f}: unreadable" for f in self.unreadable]
+            + [f"{f}: no matching sharp image" for f in self.unmatched]
+            + [f"{f}: failed to decode" for f in sorted(self.failed_files)]
+        )
 
     def summary(self) -> str:
-        return (f"{self.num_pairs} pairs, {len(self.unreadable)} unreadable skipped, "
-                f"{len(self.unmatched)} unmatched, {self.padded} padded to the crop, "
-                f"{self.replaced} replaced and {self.dropped} dropped at run time")
+        return (
+            f"{self.num_pairs} pairs, {len(self.unreadable)} unreadable skipped, "
+            f"{len(self.unmatched)} unmatched, {self.padded} padded to the crop, "
+            f"{self.replaced} replaced and {self.dropped} dropped at run time"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageRecord:
     """One training/eval item: a pair of files, one side-by-side file, or one sharp image."""
+
     name: str  # relative name, e.g. 'GOPR0372_07_00/000047.png'
     blurred_path: str  # '' when the blur is synthesised; the AB file itself for 'ab'
     sharp_path: str
@@ -92,6 +101,7 @@ class ImageRecord:
 @dataclasses.dataclass(frozen=True)
 class ImageTable:
     """Scanned records of one folder, all of one kind."""
+
     kind: str  # KIND_PAIR, KIND_AB or KIND_SHARP
     records: tuple[ImageRecord, ...]
     folder: str
@@ -116,8 +126,9 @@ def _images_under(folder: str) -> list[str]:
 
 def _require_folder(folder: str, source: str) -> None:
     if not folder or not os.path.isdir(folder):
-        raise DataError(f"{source!r} data folder {folder!r} does not exist; expected layout: "
-                        f"{LAYOUTS[source]}")
+        raise DataError(
+            f"{source!r} data folder {folder!r} does not exist; expected layout: {LAYOUTS[source]}"
+        )
 
 
 def split_folder(root: str, split: str, source: str) -> str:
@@ -127,10 +138,12 @@ def split_folder(root: str, split: str, source: str) -> str:
     if os.path.isdir(candidate):
         return candidate
     if source == "gopro":
-        raise DataError(f"GoPro folder {root!r} has no {split!r} split; expected layout: "
-                        f"{LAYOUTS['gopro']}")
-    logging.warning("%s has no %r subfolder; using the whole folder as the %r split", root, split,
-                    split)
+        raise DataError(
+            f"GoPro folder {root!r} has no {split!r} split; expected layout: {LAYOUTS['gopro']}"
+        )
+    logging.warning(
+        "%s has no %r subfolder; using the whole folder as the %r split", root, split, split
+    )
     return root
 
 
@@ -147,8 +160,13 @@ def list_gopro(root: str, split: str) -> tuple[list[tuple[str, str, str]], list[
         sharp_names = set(os.listdir(sharp_dir)) if os.path.isdir(sharp_dir) else set()
         for name in sorted(f for f in os.listdir(blur_dir) if _is_image(f)):
             if name in sharp_names:
-                triples.append((f"{sequence}/{name}", os.path.join(blur_dir, name),
-                                os.path.join(sharp_dir, name)))
+                triples.append(
+                    (
+                        f"{sequence}/{name}",
+                        os.path.join(blur_dir, name),
+                        os.path.join(sharp_dir, name),
+                    )
+                )
             else:
                 unmatched.append(os.path.join(blur_dir, name))
     return triples, unmatched
@@ -161,13 +179,17 @@ def list_paired(root: str, split: str) -> tuple[list[tuple[str, str, str]], list
         folder = split_folder(root, split, "paired")
     blurred_dir, sharp_dir = os.path.join(folder, "A"), os.path.join(folder, "B")
     if not (os.path.isdir(blurred_dir) and os.path.isdir(sharp_dir)):
-        raise DataError(f"paired folder {folder!r} needs subfolders A/ and B/; expected layout: "
-                        f"{LAYOUTS['paired']}")
+        raise DataError(
+            f"paired folder {folder!r} needs subfolders A/ and B/; expected layout: "
+            f"{LAYOUTS['paired']}"
+        )
     blurred, sharp = _images_under(blurred_dir), set(_images_under(sharp_dir))
-    triples = [(n, os.path.join(blurred_dir, n), os.path.join(sharp_dir, n))
-               for n in blurred if n in sharp]
-    unmatched = ([os.path.join(blurred_dir, n) for n in blurred if n not in sharp] +
-                 [os.path.join(sharp_dir, n) for n in sorted(sharp - set(blurred))])
+    triples = [
+        (n, os.path.join(blurred_dir, n), os.path.join(sharp_dir, n)) for n in blurred if n in sharp
+    ]
+    unmatched = [os.path.join(blurred_dir, n) for n in blurred if n not in sharp] + [
+        os.path.join(sharp_dir, n) for n in sorted(sharp - set(blurred))
+    ]
     return triples, unmatched
 
 
@@ -205,8 +227,10 @@ def _scan_one(kind: str, triple: tuple[str, str, str]) -> ImageRecord | str:
             return path
     height, width = sizes[sharp]
     if kind == KIND_PAIR and sizes[blurred] != sizes[sharp]:
-        raise DataError(f"blurred and sharp images differ in size: {blurred} is "
-                        f"{sizes[blurred][1]}x{sizes[blurred][0]}, {sharp} is {width}x{height}")
+        raise DataError(
+            f"blurred and sharp images differ in size: {blurred} is "
+            f"{sizes[blurred][1]}x{sizes[blurred][0]}, {sharp} is {width}x{height}"
+        )
     if kind == KIND_AB:
         if width < 2:
             return sharp
@@ -214,21 +238,28 @@ def _scan_one(kind: str, triple: tuple[str, str, str]) -> ImageRecord | str:
     return ImageRecord(name, blurred, sharp, height, width)
 
 
-def scan_table(kind: str, triples: Sequence[tuple[str, str, str]], folder: str, source: str,
-               stats: DataStats) -> ImageTable:
+def scan_table(
+    kind: str, triples: Sequence[tuple[str, str, str]], folder: str, source: str, stats: DataStats
+) -> ImageTable:
     """Reads every header (in threads: file I/O), drops unreadable items, checks pair sizes."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(functools.partial(_scan_one, kind), triples))
     records = tuple(r for r in results if isinstance(r, ImageRecord))
     unreadable = [r for r in results if isinstance(r, str)]
     if unreadable:
-        logging.warning("skipped %d unreadable image file(s) in %s, e.g. %s", len(unreadable),
-                        folder, ", ".join(unreadable[:5]))
+        logging.warning(
+            "skipped %d unreadable image file(s) in %s, e.g. %s",
+            len(unreadable),
+            folder,
+            ", ".join(unreadable[:5]),
+        )
     stats.unreadable.extend(unreadable)
     if not records:
         what = "images" if kind == KIND_SHARP else "pairs"
-        raise DataError(f"no usable {what} in {folder!r} ({len(triples)} candidates, "
-                        f"{len(unreadable)} unreadable); expected layout: {LAYOUTS[source]}")
+        raise DataError(
+            f"no usable {what} in {folder!r} ({len(triples)} candidates, "
+            f"{len(unreadable)} unreadable); expected layout: {LAYOUTS[source]}"
+        )
     stats.num_pairs += len(records)
     return ImageTable(kind, records, folder)
 
@@ -252,18 +283,32 @@ def load_table(source: str, root: str, split: str, stats: DataStats) -> ImageTab
     else:
         raise DataError(f"unknown data source {source!r}; expected one of {SOURCES}")
     if unmatched:
-        logging.warning("%d file(s) in %s have no partner and are ignored, e.g. %s", len(unmatched),
-                        root, ", ".join(unmatched[:5]))
+        logging.warning(
+            "%d file(s) in %s have no partner and are ignored, e.g. %s",
+            len(unmatched),
+            root,
+            ", ".join(unmatched[:5]),
+        )
     stats.unmatched.extend(unmatched)
     return scan_table(kind, triples, root, source, stats)
 
 
 def count_small(table: ImageTable, crop_size: int, downscale: int, stats: DataStats) -> None:
-    small = [r.name for r in table.records
-             if min(r.height // downscale, r.width // downscale) < crop_size]
+    small = [
+        r.name
+        for r in table.records
+        if min(r.height // downscale, r.width // downscale) < crop_size
+    ]
     if small:
-        logging.warning("%d of %d images in %s are smaller than the %dx%d crop (after downscale "
-                        "x%d); they are mirror-padded up to it, e.g. %s", len(small),
-                        len(table.records), table.folder, crop_size, crop_size, downscale,
-                        ", ".join(small[:5]))
+        logging.warning(
+            "%d of %d images in %s are smaller than the %dx%d crop (after downscale "
+            "x%d); they are mirror-padded up to it, e.g. %s",
+            len(small),
+            len(table.records),
+            table.folder,
+            crop_size,
+            crop_size,
+            downscale,
+            ", ".join(small[:5]),
+        )
     stats.padded += len(small)

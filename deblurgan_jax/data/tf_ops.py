@@ -28,7 +28,8 @@ def decode_rgb8(path: tf.Tensor) -> tf.Tensor:
     contents = tf.io.read_file(path)
     tf_decodable = tf.logical_or(
         tf.reduce_any(tf.equal(tf.strings.substr(contents, 0, 3), _TF_DECODABLE_MAGIC)),
-        tf.equal(tf.strings.substr(contents, 0, 2), b"BM"))
+        tf.equal(tf.strings.substr(contents, 0, 2), b"BM"),
+    )
 
     def with_tf():
         image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
@@ -67,9 +68,16 @@ def _full_res_indices(work_index: tf.Tensor, downscale: int) -> tf.Tensor:
     return tf.reshape(work_index[:, None] * downscale + tf.range(downscale)[None, :], [-1])
 
 
-def crop_window(image: tf.Tensor, top: tf.Tensor, left: tf.Tensor, size: int,
-                work_height: tf.Tensor, work_width: tf.Tensor, downscale: int = 1,
-                col_offset: tf.Tensor | int = 0) -> tf.Tensor:
+def crop_window(
+    image: tf.Tensor,
+    top: tf.Tensor,
+    left: tf.Tensor,
+    size: int,
+    work_height: tf.Tensor,
+    work_width: tf.Tensor,
+    downscale: int = 1,
+    col_offset: tf.Tensor | int = 0,
+) -> tf.Tensor:
     """Full-resolution uint8 window of working rows top..top+size-1 and cols left..left+size-1.
 
     Working coordinates are those of the image downscaled by `downscale`, of size
@@ -81,15 +89,16 @@ def crop_window(image: tf.Tensor, top: tf.Tensor, left: tf.Tensor, size: int,
     d = downscale
 
     def inside() -> tf.Tensor:
-        return image[top * d:(top + size) * d, col_offset + left * d:col_offset + (left + size) * d]
+        return image[
+            top * d : (top + size) * d, col_offset + left * d : col_offset + (left + size) * d
+        ]
 
     def mirrored() -> tf.Tensor:
         rows = _full_res_indices(reflect_indices(top, size, work_height), d)
         cols = _full_res_indices(reflect_indices(left, size, work_width), d) + col_offset
         return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)
 
-    in_bounds = ((top >= 0) & (left >= 0) & (top + size <= work_height) &
-                 (left + size <= work_width))
+    in_bounds = (top >= 0) & (left >= 0) & (top + size <= work_height) & (left + size <= work_width)
     return tf.ensure_shape(tf.cond(in_bounds, inside, mirrored), [size * d, size * d, 3])
 
 
@@ -128,11 +137,12 @@ def convolve_valid_fft(padded: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     else:
         fft_shape = tf.shape(padded)[:2]
     channels_first = tf.transpose(padded, [2, 0, 1])
-    spectrum = (tf.signal.rfft2d(channels_first, fft_length=fft_shape) *
-                tf.signal.rfft2d(tf.cast(kernel, tf.float32), fft_length=fft_shape))
+    spectrum = tf.signal.rfft2d(channels_first, fft_length=fft_shape) * tf.signal.rfft2d(
+        tf.cast(kernel, tf.float32), fft_length=fft_shape
+    )
     full = tf.signal.irfft2d(spectrum, fft_length=fft_shape)
     size = tf.shape(padded)[:2]
-    valid = full[:, kh - 1:size[0], kw - 1:size[1]]
+    valid = full[:, kh - 1 : size[0], kw - 1 : size[1]]
     return tf.transpose(valid, [1, 2, 0])
 
 
@@ -142,8 +152,9 @@ def blur_margins(kernel_size: int) -> tuple[int, int]:
     return kernel_size - 1 - centre, centre
 
 
-def blur_tf(image: tf.Tensor, kernel: tf.Tensor, noise_std: float = 0.0,
-            seed: tf.Tensor | None = None) -> tf.Tensor:
+def blur_tf(
+    image: tf.Tensor, kernel: tf.Tensor, noise_std: float = 0.0, seed: tf.Tensor | None = None
+) -> tf.Tensor:
     """TensorFlow twin of `motion_blur.blur`: same-size true convolution with reflection padding.
 
     Args:

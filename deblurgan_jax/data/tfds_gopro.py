@@ -40,9 +40,11 @@ def find_gopro_root(manual_dir: str) -> str:
     for candidate in (manual_dir, os.path.join(manual_dir, "GoPro_Large")):
         if all(os.path.isdir(os.path.join(candidate, s)) for s in ("train", "test")):
             return candidate
-    raise sources.DataError(f"no GoPro train/ and test/ folders in {manual_dir!r} or "
-                         f"{os.path.join(manual_dir, 'GoPro_Large')!r}; expected layout: "
-                         f"{sources.LAYOUTS['gopro']}. {Gopro.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    raise sources.DataError(
+        f"no GoPro train/ and test/ folders in {manual_dir!r} or "
+        f"{os.path.join(manual_dir, 'GoPro_Large')!r}; expected layout: "
+        f"{sources.LAYOUTS['gopro']}. {Gopro.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
 
 
 class Gopro(tfds.core.GeneratorBasedBuilder):
@@ -67,14 +69,18 @@ exists. The blur_gamma/ folders are not used (DeblurGAN trains on blur/).
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
-            description=("Pairs of motion-blurred frames (averages of consecutive 240 fps GoPro "
-                         "frames) and their sharp middle frame."),
-            features=tfds.features.FeaturesDict({
-                "blurred": tfds.features.Image(shape=(None, None, 3)),
-                "sharp": tfds.features.Image(shape=(None, None, 3)),
-                "sequence": tfds.features.Text(),
-                "name": tfds.features.Text(),  # '<sequence>/<frame>.png'
-            }),
+            description=(
+                "Pairs of motion-blurred frames (averages of consecutive 240 fps GoPro "
+                "frames) and their sharp middle frame."
+            ),
+            features=tfds.features.FeaturesDict(
+                {
+                    "blurred": tfds.features.Image(shape=(None, None, 3)),
+                    "sharp": tfds.features.Image(shape=(None, None, 3)),
+                    "sequence": tfds.features.Text(),
+                    "name": tfds.features.Text(),  # '<sequence>/<frame>.png'
+                }
+            ),
             supervised_keys=("blurred", "sharp"),
             homepage=_HOMEPAGE,
             citation=_CITATION,
@@ -87,14 +93,21 @@ exists. The blur_gamma/ folders are not used (DeblurGAN trains on blur/).
     def _generate_examples(self, root: str, split: str):
         triples, unmatched = sources.list_gopro(root, split)
         if unmatched:
-            logging.warning("%d blurred frame(s) without a sharp twin are left out, e.g. %s",
-                            len(unmatched), unmatched[:3])
-        table = sources.scan_table("pair", triples, os.path.join(root, split), "gopro",
-                                sources.DataStats())
+            logging.warning(
+                "%d blurred frame(s) without a sharp twin are left out, e.g. %s",
+                len(unmatched),
+                unmatched[:3],
+            )
+        table = sources.scan_table(
+            "pair", triples, os.path.join(root, split), "gopro", sources.DataStats()
+        )
         for record in table.records:
-            yield record.name, {
-                "blurred": record.blurred_path,
-                "sharp": record.sharp_path,
-                "sequence": record.name.split("/")[0],
-                "name": record.name,
-            }
+            yield (
+                record.name,
+                {
+                    "blurred": record.blurred_path,
+                    "sharp": record.sharp_path,
+                    "sequence": record.name.split("/")[0],
+                    "name": record.name,
+                },
+            )

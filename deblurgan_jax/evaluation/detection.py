@@ -27,6 +27,7 @@ so recall is 1; with no predictions nothing is wrong, so precision is 1; F1 is 1
 are empty (no reference and no prediction: a perfect answer) and 0 when just one side is.
 Totals over images add the counts first and divide once (micro average).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,6 +44,7 @@ class DetectorError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Detections:
     """The boxes a detector found in one image (see the module doc for the conventions)."""
+
     boxes: np.ndarray  # float32 (N, 4): x0, y0, x1, y1 in pixels
     classes: np.ndarray  # str (N,)
     scores: np.ndarray  # float32 (N,)
@@ -56,8 +58,10 @@ class Detections:
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise DetectorError(f"boxes must have shape (N, 4), got {boxes.shape}")
         if not len(boxes) == len(classes) == len(scores):
-            raise DetectorError(f"{len(boxes)} boxes, {len(classes)} classes and {len(scores)} "
-                                f"scores: one of each per detection expected")
+            raise DetectorError(
+                f"{len(boxes)} boxes, {len(classes)} classes and {len(scores)} "
+                f"scores: one of each per detection expected"
+            )
         if not (np.all(np.isfinite(boxes)) and np.all(np.isfinite(scores))):
             raise DetectorError("boxes and scores must be finite")
         # Frozen: the normalised arrays replace the given ones once, here.
@@ -79,19 +83,22 @@ class Detections:
             return output
         if isinstance(output, (tuple, list)) and len(output) == 3:
             return cls(*output)
-        raise DetectorError(f"a detector must return Detections or (boxes, classes, scores), "
-                            f"got {type(output).__name__}")
+        raise DetectorError(
+            f"a detector must return Detections or (boxes, classes, scores), "
+            f"got {type(output).__name__}"
+        )
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [{"box": [round(float(v), 2) for v in b], "class": str(c), "score": float(s)}
-                for b, c, s in zip(self.boxes, self.classes, self.scores)]
+        return [
+            {"box": [round(float(v), 2) for v in b], "class": str(c), "score": float(s)}
+            for b, c, s in zip(self.boxes, self.classes, self.scores)
+        ]
 
 
 class Detector(Protocol):
     """image (H, W, 3) uint8 RGB -> Detections (or a (boxes, classes, scores) tuple)."""
 
-    def __call__(self, image: np.ndarray) -> Detections | tuple[Any, Any, Any]:
-        ...
+    def __call__(self, image: np.ndarray) -> Detections | tuple[Any, Any, Any]: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,8 +117,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float
-                        ) -> np.ndarray:
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Indices of the boxes kept by greedy NMS, best first: a box is dropped when it overlaps
     an already kept, higher-scoring box by IoU > `iou_threshold`."""
     order = np.argsort(-np.asarray(scores), kind="stable")
@@ -126,6 +132,7 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: fl
 @dataclasses.dataclass(frozen=True)
 class Counts:
     """True positives, false positives and false negatives; add them up over images."""
+
     tp: int = 0
     fp: int = 0
     fn: int = 0
@@ -147,13 +154,20 @@ class Counts:
         return 2 * self.tp / denominator if denominator else 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "recall": self.recall,
-                "precision": self.precision, "f1": self.f1}
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "recall": self.recall,
+            "precision": self.precision,
+            "f1": self.f1,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
 class Match:
     """Which prediction found which reference box, and the resulting counts."""
+
     pairs: tuple[tuple[int, int], ...]  # (prediction index, reference index)
     counts: Counts
 
@@ -201,6 +215,7 @@ class HogPeopleDetector:
     through `non_max_suppression` at `nms_iou`. The gradient takes the strongest channel at each
     pixel, so the channel order (RGB or BGR) does not matter.
     """
+
     min_score: float = 0.3
     nms_iou: float = 0.3
     win_stride: int = 8
@@ -214,20 +229,28 @@ class HogPeopleDetector:
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise DetectorError(f"expected an (H, W, 3) uint8 image, got {image.shape} "
-                                f"{image.dtype}")
+            raise DetectorError(
+                f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}"
+            )
         height, width = image.shape[:2]
         zoom = max(1.0, self.min_side / min(height, width))
         if zoom > 1.0:
-            image = cv2.resize(image, (round(width * zoom), round(height * zoom)),
-                               interpolation=cv2.INTER_CUBIC)
+            image = cv2.resize(
+                image, (round(width * zoom), round(height * zoom)), interpolation=cv2.INTER_CUBIC
+            )
         pad = round(self.border * max(image.shape[:2]))
         mean = tuple(float(v) for v in image.reshape(-1, 3).mean(axis=0))
-        framed = cv2.copyMakeBorder(np.ascontiguousarray(image), pad, pad, pad, pad,
-                                    cv2.BORDER_CONSTANT, value=mean)
+        framed = cv2.copyMakeBorder(
+            np.ascontiguousarray(image), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=mean
+        )
         windows, scores = _hog().detectMultiScale(
-            framed, hitThreshold=self.min_score, winStride=(self.win_stride,) * 2,
-            padding=(0, 0), scale=self.scale, groupThreshold=0)
+            framed,
+            hitThreshold=self.min_score,
+            winStride=(self.win_stride,) * 2,
+            padding=(0, 0),
+            scale=self.scale,
+            groupThreshold=0,
+        )
         if len(windows) == 0:
             return Detections.empty()
         windows = np.asarray(windows, np.float64).reshape(-1, 4)
@@ -263,8 +286,9 @@ def make_detector(spec: str) -> Detector:
     if spec in DETECTORS:
         return DETECTORS[spec]()
     if ":" not in spec:
-        raise DetectorError(f"unknown detector {spec!r}: use one of {sorted(DETECTORS)} or "
-                            f"'module.path:factory'")
+        raise DetectorError(
+            f"unknown detector {spec!r}: use one of {sorted(DETECTORS)} or 'module.path:factory'"
+        )
     module_name, factory_name = spec.split(":", 1)
     try:
         target: Any = importlib.import_module(module_name)
@@ -281,8 +305,10 @@ def make_detector(spec: str) -> Detector:
     except Exception as e:  # a plug-in can fail in any way
         raise DetectorError(f"detector factory {spec} failed: {type(e).__name__}: {e}") from None
     if not callable(detector):
-        raise DetectorError(f"{spec} returned {type(detector).__name__}, not a callable "
-                            f"image -> (boxes, classes, scores)")
+        raise DetectorError(
+            f"{spec} returned {type(detector).__name__}, not a callable "
+            f"image -> (boxes, classes, scores)"
+        )
     return detector
 
 
@@ -296,4 +322,3 @@ def detect(detector: Detector, image: np.ndarray) -> Detections:
     except Exception as e:  # a plug-in can fail in any way
         raise DetectorError(f"raised {type(e).__name__}: {e}") from None
     return Detections.from_output(output)
-

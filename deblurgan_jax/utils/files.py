@@ -22,6 +22,7 @@ the same command wrote before. The helpers here are those three decisions:
 This module is the lowest layer of the package: it imports no other `deblurgan_jax` module and
 nothing beyond the standard library.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,18 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["write_atomic", "write_with", "write_json", "write_csv", "temporary_name", "same_file",
-           "is_within", "input_at", "listed_outputs", "remove_empty_folders"]
+__all__ = [
+    "write_atomic",
+    "write_with",
+    "write_json",
+    "write_csv",
+    "temporary_name",
+    "same_file",
+    "is_within",
+    "input_at",
+    "listed_outputs",
+    "remove_empty_folders",
+]
 
 
 def _umask() -> int:
@@ -81,8 +92,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
 
     def write(tmp: str) -> None:
         # O_EXCL: the random name is never someone else's file; 0o666 & ~umask as open() does.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
 
@@ -135,8 +145,9 @@ def is_within(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> b
     return False
 
 
-def input_at(output: str | os.PathLike[str],
-             inputs: Iterable[str | os.PathLike[str]]) -> str | None:
+def input_at(
+    output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]
+) -> str | None:
     """The first of `inputs` that writing `output` would replace (the same file, or an input
     lying inside `output` when that is a folder), else None."""
     for source in inputs:
@@ -159,8 +170,12 @@ def listed_outputs(folder: str | os.PathLike[str], names: Iterable[Any]) -> list
         if any(p in ("", ".", "..") for p in parts):
             continue
         full = os.path.join(folder, *parts)
-        if os.path.isfile(full) and not os.path.islink(full) and is_within(full, folder) \
-                and name not in kept:
+        if (
+            os.path.isfile(full)
+            and not os.path.islink(full)
+            and is_within(full, folder)
+            and name not in kept
+        ):
             kept.append(name)
     return kept
 

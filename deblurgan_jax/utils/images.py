@@ -13,6 +13,7 @@ Whatever cannot be read (broken, empty or truncated files, a header claiming mor
 Pillow decodes -- a decompression bomb --, modes without an 8-bit meaning such as 32-bit float
 TIFF) is a `PictureError` naming the file, so a command can skip it and go on with the others.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,6 +41,7 @@ class PictureError(ValueError):
 @dataclasses.dataclass
 class Picture:
     """Pixels of an image file with the facts needed to write the result back the same way."""
+
     color: np.ndarray  # (H, W, 3) RGB or (H, W) gray, uint8 or uint16, upright
     alpha: np.ndarray | None  # (H, W), same dtype as `color`, or None
     icc_profile: bytes | None = None
@@ -54,8 +56,10 @@ class Picture:
 
 
 def is_image_name(name: str) -> bool:
-    return not os.path.basename(name).startswith(".") and \
-        os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return (
+        not os.path.basename(name).startswith(".")
+        and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    )
 
 
 def orient(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -119,8 +123,9 @@ def _from_pil(image) -> tuple[np.ndarray, np.ndarray | None]:
         return np.asarray(image.convert("RGB")), None
     if mode == "F":
         raise PictureError(_FLOAT_MODE_MESSAGE)
-    raise PictureError(f"unsupported image mode {mode!r}; convert it to 8- or 16-bit RGB or "
-                       f"grayscale")
+    raise PictureError(
+        f"unsupported image mode {mode!r}; convert it to 8- or 16-bit RGB or grayscale"
+    )
 
 
 def _from_int32(values: np.ndarray) -> np.ndarray:
@@ -129,13 +134,17 @@ def _from_int32(values: np.ndarray) -> np.ndarray:
     PNGs and TIFFs as); others are refused rather than clipped."""
     low, high = int(values.min(initial=0)), int(values.max(initial=0))
     if low < 0 or high > 65535:
-        raise PictureError(f"32-bit integer image (mode I) with values {low}..{high}: only "
-                           f"0..255 (8-bit) or 0..65535 (16-bit) have a defined range; rescale it")
+        raise PictureError(
+            f"32-bit integer image (mode I) with values {low}..{high}: only "
+            f"0..255 (8-bit) or 0..65535 (16-bit) have a defined range; rescale it"
+        )
     return values.astype(np.uint8 if high <= 255 else np.uint16)
 
 
-_FLOAT_MODE_MESSAGE = ("floating-point images (mode F, e.g. 32-bit float TIFF) have no defined "
-                       "8-bit range; convert it to 8 or 16 bits")
+_FLOAT_MODE_MESSAGE = (
+    "floating-point images (mode F, e.g. 32-bit float TIFF) have no defined "
+    "8-bit range; convert it to 8 or 16 bits"
+)
 
 
 def _claimed_size(path: str, error: Exception) -> str:
@@ -178,7 +187,8 @@ def open_image(path: str | os.PathLike[str]):
             f"{2 * (Image.MAX_IMAGE_PIXELS or 0)} that Pillow decodes (its decompression-bomb "
             f"limit); "
             f"not read. A damaged or malicious file? Split a real image this large into "
-            f"parts.") from None
+            f"parts."
+        ) from None
 
 
 def _unreadable(path: str | os.PathLike[str], error: Exception) -> PictureError:
@@ -213,8 +223,10 @@ def read_picture(path: str) -> Picture:
     except Exception as e:  # Pillow raises many types
         raise _unreadable(path, e) from None
     if min(color.shape[:2]) < 8:
-        raise PictureError(f"{path}: {color.shape[1]}x{color.shape[0]} is too small "
-                           f"(the generator needs at least 8x8)")
+        raise PictureError(
+            f"{path}: {color.shape[1]}x{color.shape[0]} is too small "
+            f"(the generator needs at least 8x8)"
+        )
     color = orient(color, orientation)
     alpha = None if alpha is None else orient(alpha, orientation)
     return Picture(color, alpha, icc)
@@ -297,8 +309,12 @@ def _with_iccp(png: bytes, icc_profile: bytes | None) -> bytes:
     import zlib
 
     body = b"icc\x00\x00" + zlib.compress(icc_profile)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(
-        ">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    chunk = (
+        struct.pack(">I", len(body))
+        + b"iCCP"
+        + body
+        + struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    )
     end_of_ihdr = 8 + 8 + 13 + 4
     return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
 
@@ -318,6 +334,7 @@ def load_rgb8(path: str | os.PathLike[str], upright: bool = True) -> np.ndarray:
 
 def _load_rgb8(path: str | os.PathLike[str], upright: bool = True) -> np.ndarray:
     from PIL import ImageOps
+
     with open_image(path) as image:
         image.load()
         if upright:
@@ -350,8 +367,7 @@ def plan_jobs(inputs: Sequence[str], out: str, wanted=None) -> tuple[list[Job], 
             found = []
             for dirpath, dirnames, filenames in os.walk(item):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                          if wanted(f)]
+                found += [os.path.join(dirpath, f) for f in sorted(filenames) if wanted(f)]
             jobs += [Job(f, os.path.join(out, os.path.relpath(f, item))) for f in found]
         elif os.path.isfile(item):
             jobs.append(Job(item, os.path.join(out, os.path.basename(item))))

@@ -21,6 +21,7 @@ The package ships one such file, the pretrained model (`load_pretrained`), under
 `deblurgan_jax/pretrained/`: what the commands and `Deblurrer.pretrained()` use when no
 `--params` or `--workdir` is given.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -47,8 +48,9 @@ WEIGHTS = ("auto", "ema", "raw")  # which generator weights of a run: EMA when p
 PARAMS_DTYPES = ("float32", "float16")  # storage of a params file; loaded as float32
 PROVENANCE_KEY = "provenance"
 # Package data at deblurgan_jax/pretrained/ (this module is in deblurgan_jax/weights/).
-PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "pretrained")
+PRETRAINED_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained"
+)
 PRETRAINED_NAME = "deblurgan_real_cpu"  # <name>.msgpack and <name>.json in PRETRAINED_DIR
 
 
@@ -98,8 +100,10 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a training run in `workdir` uses."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
-        raise RunError(f"{path} not found: {workdir} is not a deblurgan-jax training directory "
-                       f"(train.py writes {CONFIG_FILE} when it starts)")
+        raise RunError(
+            f"{path} not found: {workdir} is not a deblurgan-jax training directory "
+            f"(train.py writes {CONFIG_FILE} when it starts)"
+        )
     try:
         with open(path) as f:
             return ml_collections.ConfigDict(json.load(f))
@@ -134,9 +138,13 @@ def record_run_config(workdir: str, config: ml_collections.ConfigDict) -> dict[s
     if not os.path.exists(original):
         write_atomic(original, open(path).read() if os.path.isfile(path) else text)
     if changes:
-        line = json.dumps({"time": datetime.datetime.now().isoformat(timespec="seconds"),
-                           "changes": {k: list(v) for k, v in changes.items()}},
-                          default=str)
+        line = json.dumps(
+            {
+                "time": datetime.datetime.now().isoformat(timespec="seconds"),
+                "changes": {k: list(v) for k, v in changes.items()},
+            },
+            default=str,
+        )
         with open(os.path.join(workdir, CHANGES_FILE), "a") as f:
             f.write(line + "\n")
     write_atomic(path, text)
@@ -152,8 +160,13 @@ def has_checkpoints(workdir: str) -> bool:
 def generator_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The `ResnetGenerator` fields of a training config (what params files record)."""
     m = config.model
-    return {"ngf": m.ngf, "n_blocks": m.n_blocks, "dropout_rate": m.dropout_rate,
-            "learn_residual": m.learn_residual, "out_channels": 3}
+    return {
+        "ngf": m.ngf,
+        "n_blocks": m.n_blocks,
+        "dropout_rate": m.dropout_rate,
+        "learn_residual": m.learn_residual,
+        "out_channels": 3,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,18 +177,26 @@ def checkpoint_manager(workdir: str, max_to_keep: int = 3):
     """Orbax manager keeping the latest `max_to_keep` checkpoints plus the best by eval PSNR."""
     import orbax.checkpoint as ocp
 
-    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
-        ocp.checkpoint_managers.LatestN(n=int(max_to_keep)),
-        ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m["eval_psnr"], n=1,
-                                      keep_checkpoints_without_metrics=False),
-    ])
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [
+            ocp.checkpoint_managers.LatestN(n=int(max_to_keep)),
+            ocp.checkpoint_managers.BestN(
+                get_metric_fn=lambda m: m["eval_psnr"], n=1, keep_checkpoints_without_metrics=False
+            ),
+        ]
+    )
     # best_fn is what makes Orbax store a checkpoint's metrics (read back by `best_step`).
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
-                                           best_fn=lambda m: m["eval_psnr"], best_mode="max",
-                                           enable_async_checkpointing=True)
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy,
+        create=True,
+        best_fn=lambda m: m["eval_psnr"],
+        best_mode="max",
+        enable_async_checkpointing=True,
+    )
     # Orbax needs an absolute path (a relative one fails later, in its async thread).
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                                 options=options)
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options
+    )
 
 
 def local_int(x: Any) -> int:
@@ -190,8 +211,11 @@ def save_checkpoint(manager, state: Any, metrics: Mapping[str, float] | None = N
     arrays replicated over a mesh: every process calls this, Orbax writes each array once)."""
     import orbax.checkpoint as ocp
 
-    manager.save(local_int(state.step), args=ocp.args.StandardSave(
-        flax.serialization.to_state_dict(state)), metrics=metrics)
+    manager.save(
+        local_int(state.step),
+        args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+        metrics=metrics,
+    )
 
 
 def restore_checkpoint(manager, template: Any, step: int | None = None) -> Any:
@@ -199,8 +223,9 @@ def restore_checkpoint(manager, template: Any, step: int | None = None) -> Any:
     import orbax.checkpoint as ocp
 
     step = manager.latest_step() if step is None else step
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                    flax.serialization.to_state_dict(template))
+    target = jax.tree_util.tree_map(
+        ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(template)
+    )
     restored = manager.restore(step, args=ocp.args.StandardRestore(target))
     return flax.serialization.from_state_dict(template, restored)
 
@@ -215,8 +240,9 @@ def best_step(manager) -> int | None:
     return best
 
 
-def load_generator_from_workdir(workdir: str, which: str = "latest", weights: str = "auto"
-                                ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def load_generator_from_workdir(
+    workdir: str, which: str = "latest", weights: str = "auto"
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Generator params of a training run's 'latest' or 'best' (eval PSNR) checkpoint.
 
     `weights`: 'ema' (the EMA of the generator's weights, kept when config.ema_decay > 0),
@@ -234,8 +260,10 @@ def load_generator_from_workdir(workdir: str, which: str = "latest", weights: st
     config = read_run_config(workdir)
     has_ema = float(config.get("ema_decay", 0.0) or 0.0) > 0
     if weights == "ema" and not has_ema:
-        raise RunError(f"{workdir} keeps no EMA weights (its config.ema_decay is 0); "
-                       f"load its raw weights (--weights raw, or weights='raw' in Python)")
+        raise RunError(
+            f"{workdir} keeps no EMA weights (its config.ema_decay is 0); "
+            f"load its raw weights (--weights raw, or weights='raw' in Python)"
+        )
     key = "ema_params" if (weights == "ema" or (weights == "auto" and has_ema)) else "g_params"
     model_config = generator_config(config)
     manager = checkpoint_manager(workdir, config.get("max_to_keep", 3))
@@ -245,24 +273,39 @@ def load_generator_from_workdir(workdir: str, which: str = "latest", weights: st
             raise RunError(
                 f"no {'evaluated ' if which == 'best' else ''}checkpoint in "
                 f"{os.path.join(workdir, CHECKPOINT_DIR)}"
-                + (" (the best one needs config.eval_every > 0)" if which == "best" else ""))
+                + (" (the best one needs config.eval_every > 0)" if which == "best" else "")
+            )
         generator = models.build_generator(model_config, conv_impl="xla")
-        shapes = jax.eval_shape(lambda: generator.init(
-            jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"])
+        shapes = jax.eval_shape(
+            lambda: generator.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))[
+                "params"
+            ]
+        )
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = {key: flax.serialization.to_state_dict(shapes)}
         restore_args = jax.tree_util.tree_map(
-            lambda s: ocp.ArrayRestoreArgs(sharding=sharding, dtype=s.dtype), target)
+            lambda s: ocp.ArrayRestoreArgs(sharding=sharding, dtype=s.dtype), target
+        )
         try:
-            restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-                target, restore_args=restore_args, partial_restore=True))
+            restored = manager.restore(
+                step,
+                args=ocp.args.PyTreeRestore(
+                    target, restore_args=restore_args, partial_restore=True
+                ),
+            )
         except (ValueError, KeyError, FileNotFoundError) as e:
-            raise RunError(f"checkpoint {step} of {workdir} does not fit its config.json "
-                           f"({type(e).__name__}: {str(e)[:300]})") from None
+            raise RunError(
+                f"checkpoint {step} of {workdir} does not fit its config.json "
+                f"({type(e).__name__}: {str(e)[:300]})"
+            ) from None
     finally:
         manager.close()
-    provenance = {"workdir": os.path.abspath(workdir), "which": which, "step": int(step),
-                  "weights": "ema" if key == "ema_params" else "raw"}
+    provenance = {
+        "workdir": os.path.abspath(workdir),
+        "which": which,
+        "step": int(step),
+        "weights": "ema" if key == "ema_params" else "raw",
+    }
     return restored[key], model_config, provenance
 
 
@@ -276,25 +319,35 @@ def model_config_path(path: str) -> str:
 
 def full_generator_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """The defaults completed by the `GENERATOR_FIELDS` of `model_config` (others dropped)."""
-    return {**models.DEFAULT_GENERATOR_CONFIG,
-            **{k: model_config[k] for k in models.GENERATOR_FIELDS if k in model_config}}
+    return {
+        **models.DEFAULT_GENERATOR_CONFIG,
+        **{k: model_config[k] for k in models.GENERATOR_FIELDS if k in model_config},
+    }
 
 
-def save_generator(params: Mapping[str, Any], model_config: Mapping[str, Any], path: str,
-                   overwrite: bool = False, dtype: str = "float32",
-                   provenance: Mapping[str, Any] | None = None) -> None:
+def save_generator(
+    params: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    path: str,
+    overwrite: bool = False,
+    dtype: str = "float32",
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
     """Writes generator params (msgpack, stored as `dtype`: 'float32' or 'float16') and their
     model config (JSON beside them, with `provenance` under the key 'provenance' if given)."""
     unknown = set(model_config) - set(models.GENERATOR_FIELDS)
     if unknown:
-        raise ValueError(f"unknown generator config fields {sorted(unknown)}; "
-                         f"expected some of {models.GENERATOR_FIELDS}")
+        raise ValueError(
+            f"unknown generator config fields {sorted(unknown)}; "
+            f"expected some of {models.GENERATOR_FIELDS}"
+        )
     if dtype not in PARAMS_DTYPES:
         raise ValueError(f"dtype must be one of {PARAMS_DTYPES}, got {dtype!r}")
     for target in (path, model_config_path(path)):
         if os.path.exists(target) and not overwrite:
-            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) "
-                                  f"to replace it")
+            raise FileExistsError(
+                f"{target} exists; pass overwrite=True (--overwrite) to replace it"
+            )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     stored = jax.tree_util.tree_map(lambda a: a.astype(dtype), to_numpy(params))
     card: dict[str, Any] = full_generator_config(model_config)
@@ -305,20 +358,29 @@ def save_generator(params: Mapping[str, Any], model_config: Mapping[str, Any], p
 
 
 def _check_field_types(config: Mapping[str, Any], path: str) -> None:
-    kinds = {"ngf": int, "n_blocks": int, "out_channels": int, "dropout_rate": (int, float),
-             "learn_residual": bool}
+    kinds = {
+        "ngf": int,
+        "n_blocks": int,
+        "out_channels": int,
+        "dropout_rate": (int, float),
+        "learn_residual": bool,
+    }
     for key, kind in kinds.items():
         value = config.get(key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ParamsFileError(f"{path}: field {key!r} must be "
-                                  f"{getattr(kind, '__name__', 'a number')}, got {value!r}")
+            raise ParamsFileError(
+                f"{path}: field {key!r} must be "
+                f"{getattr(kind, '__name__', 'a number')}, got {value!r}"
+            )
 
 
 def _as_float32(params: Any) -> Any:
     """Floating arrays as float32 (a float16 file is computed in float32)."""
+
     def cast(a):
         a = np.asarray(a)
         return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a
+
     return jax.tree_util.tree_map(cast, params)
 
 
@@ -344,8 +406,10 @@ def load_pretrained() -> tuple[dict, dict, dict]:
     a ParamsFileError says so if the package was installed without its data."""
     path = pretrained_path()
     if not os.path.isfile(path):
-        raise ParamsFileError(f"the pretrained model is missing from this installation "
-                              f"({path}); reinstall the package, or pass --params / --workdir")
+        raise ParamsFileError(
+            f"the pretrained model is missing from this installation "
+            f"({path}); reinstall the package, or pass --params / --workdir"
+        )
     params, model_config = load_generator(path)
     provenance = {"pretrained": PRETRAINED_NAME, **read_provenance(path)}
     return params, model_config, provenance
@@ -361,12 +425,14 @@ def load_generator(path: str) -> tuple[dict, dict]:
     try:
         params = serialization.msgpack_restore(data)
     except Exception as e:  # msgpack raises several types for truncated/corrupt data.
-        raise ParamsFileError(f"{path} is not a readable params file (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from None
+        raise ParamsFileError(
+            f"{path} is not a readable params file (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(params, dict) or "stem" not in params:
         found = sorted(params)[:8] if isinstance(params, dict) else type(params).__name__
-        raise ParamsFileError(f"{path} does not hold ResnetGenerator params "
-                              f"(top-level keys: {found})")
+        raise ParamsFileError(
+            f"{path} does not hold ResnetGenerator params (top-level keys: {found})"
+        )
     config = dict(models.DEFAULT_GENERATOR_CONFIG)
     cpath = model_config_path(path)
     if os.path.isfile(cpath):
@@ -385,34 +451,42 @@ def load_generator(path: str) -> tuple[dict, dict]:
         try:
             config["ngf"] = int(params["stem"]["conv"]["kernel"].shape[-1])
         except (KeyError, TypeError, AttributeError):
-            raise ParamsFileError(f"{path} does not hold ResnetGenerator params "
-                                  f"(no stem/conv/kernel)") from None
+            raise ParamsFileError(
+                f"{path} does not hold ResnetGenerator params (no stem/conv/kernel)"
+            ) from None
         config["n_blocks"] = sum(1 for k in params if k.startswith("block_"))
     check_params_shapes(params, config, path)
     return _as_float32(params), config
 
 
-def check_params_shapes(params: Mapping[str, Any], model_config: Mapping[str, Any],
-                        path: str = "params") -> None:
+def check_params_shapes(
+    params: Mapping[str, Any], model_config: Mapping[str, Any], path: str = "params"
+) -> None:
     """Raises ParamsFileError naming the arrays that do not fit the model config."""
     generator = models.build_generator(model_config, conv_impl="xla")
     try:
-        expected = jax.eval_shape(lambda: generator.init(jax.random.key(0),
-                                                         np.zeros((1, 32, 32, 3), np.float32)))
+        expected = jax.eval_shape(
+            lambda: generator.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+        )
     except Exception as e:  # an impossible config, e.g. ngf 0
-        raise ParamsFileError(f"{path}: the generator config {dict(model_config)} cannot be "
-                              f"built: {e}") from None
+        raise ParamsFileError(
+            f"{path}: the generator config {dict(model_config)} cannot be built: {e}"
+        ) from None
     want = _flat_shapes(expected["params"])
     have = _flat_shapes(params)
     problems = [f"{k}: missing" for k in sorted(set(want) - set(have))]
     problems += [f"{k}: unexpected" for k in sorted(set(have) - set(want))]
-    problems += [f"{k}: shape {have[k]}, expected {want[k]}"
-                 for k in sorted(set(want) & set(have)) if have[k] != want[k]]
+    problems += [
+        f"{k}: shape {have[k]}, expected {want[k]}"
+        for k in sorted(set(want) & set(have))
+        if have[k] != want[k]
+    ]
     if problems:
         raise ParamsFileError(
             f"{path} does not match the generator config {dict(model_config)}: "
-            + "; ".join(problems[:6]) + (f" (and {len(problems) - 6} more)"
-                                         if len(problems) > 6 else ""))
+            + "; ".join(problems[:6])
+            + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
+        )
 
 
 def _flat_shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:

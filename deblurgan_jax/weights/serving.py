@@ -10,6 +10,7 @@
   requirements-export.txt. Tests check both exports against the JAX model within 1/255.
 The model config is written beside every export as `<out without extension>.json`.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,13 @@ def _jax_generator_fn(model_config: Mapping[str, Any]):
     return lambda params, x: generator.apply({"params": params}, x, deterministic=True)
 
 
-def export_saved_model(params: Mapping[str, Any], model_config: Mapping[str, Any], path: str,
-                       platforms: Sequence[str] = ("cpu", "cuda"),
-                       overwrite: bool = False) -> None:
+def export_saved_model(
+    params: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    path: str,
+    platforms: Sequence[str] = ("cpu", "cuda"),
+    overwrite: bool = False,
+) -> None:
     """Writes a SavedModel with a `serving_default` signature: uint8 (N, H, W, 3) ->
     {'restored': uint8 (N, H, W, 3)}; the weights are variables of the SavedModel."""
     import tensorflow as tf
@@ -63,18 +68,23 @@ def export_saved_model(params: Mapping[str, Any], model_config: Mapping[str, Any
 
     _check_target(path, overwrite)
     converted = jax2tf.convert(
-        _jax_generator_fn(model_config), with_gradient=False,
+        _jax_generator_fn(model_config),
+        with_gradient=False,
         polymorphic_shapes=[None, f"(b, {MULTIPLE}*h, {MULTIPLE}*w, 3)"],
         # The 3x3 reflection pads at 1/4 resolution need 2 pixels: inputs of at least 8x8.
         polymorphic_constraints=("h >= 2", "w >= 2"),
-        native_serialization_platforms=tuple(platforms))
+        native_serialization_platforms=tuple(platforms),
+    )
     module = tf.Module()
-    module.params = tf.nest.map_structure(lambda a: tf.Variable(a, trainable=False),
-                                          to_numpy(params))
+    module.params = tf.nest.map_structure(
+        lambda a: tf.Variable(a, trainable=False), to_numpy(params)
+    )
     serve = serve_uint8(lambda x: converted(module.params, x))
     module.serve = tf.function(
-        lambda images: {"restored": serve(images)}, autograph=False,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        lambda images: {"restored": serve(images)},
+        autograph=False,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
     tmp = path.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
@@ -82,8 +92,9 @@ def export_saved_model(params: Mapping[str, Any], model_config: Mapping[str, Any
     _write_config(model_config, path, {"format": "saved_model", "platforms": list(platforms)})
 
 
-def tf_generator(params: Mapping[str, Any], model_config: Mapping[str, Any]
-                 ) -> Callable[[Any], Any]:
+def tf_generator(
+    params: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> Callable[[Any], Any]:
     """The deterministic ResnetGenerator in plain TensorFlow ops (NHWC, [-1, 1], H and W
     multiples of 4), for ONNX export only.
 
@@ -142,24 +153,31 @@ def tf_generator(params: Mapping[str, Any], model_config: Mapping[str, Any]
     return generator
 
 
-def export_onnx(params: Mapping[str, Any], model_config: Mapping[str, Any], path: str,
-                opset: int = 17, overwrite: bool = False) -> None:
+def export_onnx(
+    params: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    path: str,
+    opset: int = 17,
+    overwrite: bool = False,
+) -> None:
     """Writes an ONNX model: input 'images' uint8 (N, H, W, 3), output 'restored' uint8."""
     import tensorflow as tf
+
     try:
         import tf2onnx
     except ImportError:
-        raise ImportError("ONNX export needs tf2onnx and onnxruntime: "
-                          "pip install -r requirements-export.txt") from None
+        raise ImportError(
+            "ONNX export needs tf2onnx and onnxruntime: pip install -r requirements-export.txt"
+        ) from None
 
     _check_target(path, overwrite)
     serve = serve_uint8(tf_generator(params, model_config))
-    fn = tf.function(lambda images: tf.identity(serve(images), name="restored"),
-                     autograph=False)
+    fn = tf.function(lambda images: tf.identity(serve(images), name="restored"), autograph=False)
     spec = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
     model, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
-    _rename_onnx_io(model, {model.graph.input[0].name: "images",
-                            model.graph.output[0].name: "restored"})
+    _rename_onnx_io(
+        model, {model.graph.input[0].name: "images", model.graph.output[0].name: "restored"}
+    )
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(model.SerializeToString())
@@ -180,8 +198,9 @@ def _rename_onnx_io(model: Any, names: Mapping[str, str]) -> None:
 def _check_target(path: str, overwrite: bool) -> None:
     for target in (path, model_config_path(path)):
         if os.path.exists(target) and not overwrite:
-            raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) "
-                                  f"to replace it")
+            raise FileExistsError(
+                f"{target} exists; pass overwrite=True (--overwrite) to replace it"
+            )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
@@ -195,5 +214,6 @@ def _replace(tmp: str, path: str) -> None:
 
 def _write_config(model_config: Mapping[str, Any], path: str, extra: Mapping[str, Any]) -> None:
     config = checkpoints.full_generator_config(model_config)
-    checkpoints.write_atomic(model_config_path(path),
-                             checkpoints.to_json({**config, "export": dict(extra)}))
+    checkpoints.write_atomic(
+        model_config_path(path), checkpoints.to_json({**config, "export": dict(extra)})
+    )

@@ -10,6 +10,7 @@ Layouts (see the module docstrings of `models.py`):
 
 The command line over these importers is `python -m deblurgan_jax.convert` (convert.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,6 +33,7 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Reading PyTorch files.
 
+
 def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     """Reads a PyTorch state_dict (`torch.load(weights_only=True)`) as NumPy arrays.
 
@@ -41,15 +43,18 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError:
-        raise SystemExit("Reading .pth files needs PyTorch, which deblurgan-jax does not "
-                         "require: pip install torch (the CPU build is enough).") from None
+        raise SystemExit(
+            "Reading .pth files needs PyTorch, which deblurgan-jax does not "
+            "require: pip install torch (the CPU build is enough)."
+        ) from None
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a loadable PyTorch weights file "
-                              f"({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path}: not a loadable PyTorch weights file ({type(e).__name__}: {e})"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -73,8 +78,9 @@ def _conv_transpose(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)), dtype=np.float32)
 
 
-def _check_keys(sd: Mapping[str, np.ndarray], expected: list[str], what: str,
-                ignorable: tuple[str, ...] = ()) -> None:
+def _check_keys(
+    sd: Mapping[str, np.ndarray], expected: list[str], what: str, ignorable: tuple[str, ...] = ()
+) -> None:
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected and not k.endswith(ignorable)]
     if missing or unexpected:
@@ -89,9 +95,11 @@ def _check_keys(sd: Mapping[str, np.ndarray], expected: list[str], what: str,
 # --------------------------------------------------------------------------------------------
 # Generator.
 
+
 def _block_indices(sd: Mapping[str, np.ndarray]) -> list[int]:
-    return sorted({int(m.group(1)) for k in sd
-                   if (m := re.match(r"model\.(\d+)\.conv_block\.", k))})
+    return sorted(
+        {int(m.group(1)) for k in sd if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+    )
 
 
 def generator_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
@@ -104,9 +112,11 @@ def generator_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict
     if not blocks:
         raise CheckpointError(
             "not a DeblurGAN ResnetGenerator state_dict: no 'model.N.conv_block.*' keys "
-            f"(first keys: {', '.join(list(sd)[:6])})")
+            f"(first keys: {', '.join(list(sd)[:6])})"
+        )
     if all(f"model.{i}.conv_block.6.weight" not in sd for i in blocks) and any(
-            f"model.{i}.conv_block.1.weight" in sd for i in blocks):
+        f"model.{i}.conv_block.1.weight" in sd for i in blocks
+    ):
         total = int(sum(v.size for k, v in sd.items() if k.endswith(("weight", "bias"))))
         raise CheckpointError(
             "this checkpoint comes from the 2019 refactor of the DeblurGAN code: its ResBlocks "
@@ -114,12 +124,15 @@ def generator_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict
             f"InstanceNorm with running statistics ({total:,} parameters; the paper's 2018 "
             f"generator has {OFFICIAL_GENERATOR_PARAMS:,}). deblurgan-jax implements the "
             "paper's two-convolution blocks, so these weights cannot be loaded; use weights "
-            "trained with the 2018 code (keys 'model.N.conv_block.1' and '.conv_block.6').")
+            "trained with the 2018 code (keys 'model.N.conv_block.1' and '.conv_block.6')."
+        )
     n = len(blocks)
     first_block = blocks[0]
     if blocks != list(range(first_block, first_block + n)) or first_block != 10:
-        raise CheckpointError(f"unexpected ResBlock indices {blocks}; the 2018 layout has "
-                              f"them at model.10 ... model.{9 + n}")
+        raise CheckpointError(
+            f"unexpected ResBlock indices {blocks}; the 2018 layout has "
+            f"them at model.10 ... model.{9 + n}"
+        )
     up1, up2, head = 10 + n, 13 + n, 17 + n
     names = {"stem": 1, "down_1": 4, "down_2": 7, "up_1": up1, "up_2": up2, "head": head}
     expected = []
@@ -138,8 +151,9 @@ def generator_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict
         "down_2": {"kernel": _conv(w("model.7.weight"))},
         "up_1": {"kernel": _conv_transpose(w(f"model.{up1}.weight"))},
         "up_2": {"kernel": _conv_transpose(w(f"model.{up2}.weight"))},
-        "head": {"conv": {"kernel": _conv(w(f"model.{head}.weight")),
-                          "bias": w(f"model.{head}.bias")}},
+        "head": {
+            "conv": {"kernel": _conv(w(f"model.{head}.weight")), "bias": w(f"model.{head}.bias")}
+        },
     }
     for i, b in enumerate(blocks):
         params[f"block_{i}"] = {
@@ -148,24 +162,33 @@ def generator_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict
         }
     ngf = int(sd["model.1.weight"].shape[0])
     out_channels = int(sd[f"model.{head}.weight"].shape[0])
-    return params, {"ngf": ngf, "n_blocks": n, "out_channels": out_channels,
-                    "learn_residual": True, "dropout_rate": 0.5}
+    return params, {
+        "ngf": ngf,
+        "n_blocks": n,
+        "out_channels": out_channels,
+        "learn_residual": True,
+        "dropout_rate": 0.5,
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Critic.
+
 
 def critic_params_from_state_dict(sd: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
     """Maps the original `NLayerDiscriminator` state_dict (model.0, 2, 5, 8, ...) onto
     `PatchCritic` params; returns `(params, critic_config)`."""
     conv_idx = sorted({int(m.group(1)) for k in sd if (m := re.match(r"model\.(\d+)\.weight$", k))})
     if len(conv_idx) < 3 or conv_idx[:2] != [0, 2]:
-        raise CheckpointError("not a DeblurGAN NLayerDiscriminator state_dict: expected conv "
-                              f"weights at model.0, model.2, ...; found {conv_idx}")
+        raise CheckpointError(
+            "not a DeblurGAN NLayerDiscriminator state_dict: expected conv "
+            f"weights at model.0, model.2, ...; found {conv_idx}"
+        )
     expected = [f"model.{i}.{p}" for i in conv_idx for p in ("weight", "bias")]
     # InstanceNorm with running statistics (later code) adds buffers; they carry no weights.
-    _check_keys(sd, expected, "critic",
-                ignorable=("running_mean", "running_var", "num_batches_tracked"))
+    _check_keys(
+        sd, expected, "critic", ignorable=("running_mean", "running_var", "num_batches_tracked")
+    )
     n_layers = len(conv_idx) - 2
     params = {}
     for j, i in enumerate(conv_idx):
@@ -188,20 +211,24 @@ KERAS_VGG_NAMES = {n: f"block{n[4]}_conv{n[6]}" for n in models.VGG_CONV_LAYERS}
 def vgg_params_from_torchvision(sd: Mapping[str, np.ndarray]) -> dict:
     """torchvision VGG16/VGG19 state_dict (`features.{0,2,5,7,10,12,14}`) -> VGGFeatures params
     up to conv3_3. The rest of the network is ignored."""
-    expected = [f"features.{i}.{p}" for i in TORCHVISION_VGG_INDICES.values()
-                for p in ("weight", "bias")]
+    expected = [
+        f"features.{i}.{p}" for i in TORCHVISION_VGG_INDICES.values() for p in ("weight", "bias")
+    ]
     missing = [k for k in expected if k not in sd]
     if missing:
-        raise CheckpointError("not a torchvision VGG state_dict: missing "
-                              + ", ".join(missing))
+        raise CheckpointError("not a torchvision VGG state_dict: missing " + ", ".join(missing))
     params = {}
     for name, i in TORCHVISION_VGG_INDICES.items():
         wt = np.asarray(sd[f"features.{i}.weight"], np.float32)
         if wt.shape[0] != models.VGG_CHANNELS[name]:
-            raise CheckpointError(f"features.{i}.weight has shape {wt.shape}; {name} of VGG "
-                                  f"has {models.VGG_CHANNELS[name]} output channels")
-        params[name] = {"kernel": _conv(wt),
-                        "bias": np.asarray(sd[f"features.{i}.bias"], np.float32)}
+            raise CheckpointError(
+                f"features.{i}.weight has shape {wt.shape}; {name} of VGG "
+                f"has {models.VGG_CHANNELS[name]} output channels"
+            )
+        params[name] = {
+            "kernel": _conv(wt),
+            "bias": np.asarray(sd[f"features.{i}.bias"], np.float32),
+        }
     return params
 
 
@@ -225,31 +252,46 @@ def vgg_params_from_keras_h5(path: str) -> dict:
         root = f["model_weights"] if "model_weights" in f else f
         missing = [k for k in KERAS_VGG_NAMES.values() if k not in root]
         if missing:
-            raise CheckpointError(f"{path}: not a Keras VGG weights file: missing layers "
-                                  f"{', '.join(missing)} (found {', '.join(list(root)[:8])})")
+            raise CheckpointError(
+                f"{path}: not a Keras VGG weights file: missing layers "
+                f"{', '.join(missing)} (found {', '.join(list(root)[:8])})"
+            )
         for name, layer in KERAS_VGG_NAMES.items():
             arrays: dict[str, np.ndarray] = {}
             root[layer].visititems(
-                lambda k, v: arrays.__setitem__(k.split("/")[-1].split(":")[0], v[()])
-                if isinstance(v, h5py.Dataset) else None)
+                lambda k, v: (
+                    arrays.__setitem__(k.split("/")[-1].split(":")[0], v[()])
+                    if isinstance(v, h5py.Dataset)
+                    else None
+                )
+            )
             if "kernel" not in arrays or "bias" not in arrays:
-                raise CheckpointError(f"{path}: layer {layer} has no kernel/bias datasets "
-                                      f"(found {sorted(arrays)})")
-            params[name] = {"kernel": np.asarray(arrays["kernel"], np.float32),
-                            "bias": np.asarray(arrays["bias"], np.float32)}
+                raise CheckpointError(
+                    f"{path}: layer {layer} has no kernel/bias datasets (found {sorted(arrays)})"
+                )
+            params[name] = {
+                "kernel": np.asarray(arrays["kernel"], np.float32),
+                "bias": np.asarray(arrays["bias"], np.float32),
+            }
             want = models.VGG_CHANNELS[name]
             if params[name]["kernel"].shape[-1] != want:
-                raise CheckpointError(f"{path}: {layer}/kernel has shape "
-                                      f"{params[name]['kernel'].shape}, expected {want} outputs")
+                raise CheckpointError(
+                    f"{path}: {layer}/kernel has shape "
+                    f"{params[name]['kernel'].shape}, expected {want} outputs"
+                )
     return params
 
 
-def write_vgg_npz(params: Mapping[str, Mapping[str, np.ndarray]], path: str,
-                  preprocess: str) -> None:
+def write_vgg_npz(
+    params: Mapping[str, Mapping[str, np.ndarray]], path: str, preprocess: str
+) -> None:
     """Writes VGGFeatures params (up to conv3_3) and their input convention, read back by
     `models.read_vgg_npz` / `models.load_vgg_params('vgg19')`."""
-    arrays = {f"{n}/{p}": np.asarray(params[n][p], np.float32)
-              for n in models.VGG_CONV_LAYERS for p in ("kernel", "bias")}
+    arrays = {
+        f"{n}/{p}": np.asarray(params[n][p], np.float32)
+        for n in models.VGG_CONV_LAYERS
+        for p in ("kernel", "bias")
+    }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def write(tmp: str) -> None:
