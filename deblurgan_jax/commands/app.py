@@ -233,7 +233,12 @@ def restore_video(
 
 def describe(deblurrer: api.Deblurrer) -> str:
     """One line naming the model the app serves."""
-    source = ", ".join(f"{k}: {v}" for k, v in deblurrer.provenance.items()) or "in memory"
+    provenance = deblurrer.provenance
+    if "pretrained" in provenance:  # the shipped model: its name and recipe, not its whole card
+        steps = f", {provenance['steps']} steps" if "steps" in provenance else ""
+        source = f"the pretrained {provenance['pretrained']}{steps} (MODEL_CARD.md)"
+    else:
+        source = ", ".join(f"{k}: {v}" for k, v in provenance.items()) or "in memory"
     c = deblurrer.model_config
     return f"model: {source} (ngf {c['ngf']}, {c['n_blocks']} residual blocks)"
 
