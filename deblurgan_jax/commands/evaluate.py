@@ -137,7 +137,7 @@ def write_results(
     summary.update(summary_extra)
     summary["complete"] = complete
     files.write_csv(rows, os.path.join(out, "metrics.csv"))
-    checkpoints.write_atomic(os.path.join(out, "summary.json"), checkpoints.to_json(summary))
+    files.write_atomic(os.path.join(out, "summary.json"), checkpoints.to_json(summary))
     if entries:
         report.write_index_html(out, summary, rows, metric_names, entries)
     return summary

@@ -24,12 +24,14 @@ import json
 import math
 import os
 import re
-import uuid
-from typing import Any, Callable, Collection, IO, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
+
+from deblurgan_jax.utils import files
+from deblurgan_jax.utils import images as images_io
 
 REPORT_DIR = "report"
 INDEX_NAME = "index.html"
@@ -113,27 +115,6 @@ def safe_stem(name: str) -> str:
     return f"{readable or 'image'}-{digest}"
 
 
-def _atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """`write(f)` into a temporary file beside `path`, then rename it over `path`."""
-    folder, base = os.path.split(path)
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _save_png(path: str, image: np.ndarray) -> None:
-    picture = Image.fromarray(np.ascontiguousarray(image))
-    _atomic_write(path, lambda f: picture.save(f, format="PNG"))
-
-
 def save_entry_images(
     out_dir: str,
     name: str,
@@ -171,7 +152,7 @@ def save_entry_images(
             (f"zoom_{kind}", f"{stem}_zoom_{kind}.png", crop),
         ):
             rel = f"{REPORT_DIR}/{file_name}"
-            _save_png(os.path.join(out_dir, REPORT_DIR, file_name), pixels)
+            images_io.save_png(os.path.join(out_dir, REPORT_DIR, file_name), pixels)
             paths[key] = rel
     return ReportEntry(name=name, zoom_box=box, **paths)
 
@@ -670,5 +651,5 @@ def write_index_html(
     os.makedirs(out_dir or ".", exist_ok=True)
     path = os.path.join(out_dir, INDEX_NAME)
     data = text.encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data))
+    files.write_atomic(path, data)
     return path

@@ -70,11 +70,6 @@ class ParamsFileError(RunError):
 # Files.
 
 
-def write_atomic(path: str, data: bytes | str) -> None:
-    """Writes `path` atomically with the umask's permissions (utils/files.py)."""
-    files.write_atomic(path, data)
-
-
 def to_json(obj: Any) -> str:
     """Strict JSON (NaN and infinities as null: valid for every JSON reader)."""
 
@@ -136,7 +131,7 @@ def record_run_config(workdir: str, config: ml_collections.ConfigDict) -> dict[s
     text = config.to_json_best_effort(indent=2, sort_keys=True)
     original = os.path.join(workdir, ORIGINAL_CONFIG_FILE)
     if not os.path.exists(original):
-        write_atomic(original, open(path).read() if os.path.isfile(path) else text)
+        files.write_atomic(original, open(path).read() if os.path.isfile(path) else text)
     if changes:
         line = json.dumps(
             {
@@ -147,7 +142,7 @@ def record_run_config(workdir: str, config: ml_collections.ConfigDict) -> dict[s
         )
         with open(os.path.join(workdir, CHANGES_FILE), "a") as f:
             f.write(line + "\n")
-    write_atomic(path, text)
+    files.write_atomic(path, text)
     return changes
 
 
@@ -353,8 +348,8 @@ def save_generator(
     card: dict[str, Any] = full_generator_config(model_config)
     if provenance:
         card[PROVENANCE_KEY] = dict(provenance)
-    write_atomic(path, serialization.msgpack_serialize(stored))
-    write_atomic(model_config_path(path), to_json(card))
+    files.write_atomic(path, serialization.msgpack_serialize(stored))
+    files.write_atomic(model_config_path(path), to_json(card))
 
 
 def _check_field_types(config: Mapping[str, Any], path: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from deblurgan_jax.utils import files
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.networks import models
 from deblurgan_jax.weights.checkpoints import model_config_path, to_numpy
@@ -214,6 +215,6 @@ def _replace(tmp: str, path: str) -> None:
 
 def _write_config(model_config: Mapping[str, Any], path: str, extra: Mapping[str, Any]) -> None:
     config = checkpoints.full_generator_config(model_config)
-    checkpoints.write_atomic(
+    files.write_atomic(
         model_config_path(path), checkpoints.to_json({**config, "export": dict(extra)})
     )
