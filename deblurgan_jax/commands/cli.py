@@ -106,6 +106,14 @@ def report_error(error: BaseException) -> int:
     return code
 
 
+def report_skipped(messages: Sequence[str]) -> int:
+    """Lists the inputs a command skipped on stderr; the exit code: 1 if any, else 0."""
+    if not messages:
+        return EXIT_OK
+    print(f"{len(messages)} input(s) skipped:\n  " + "\n  ".join(messages), file=sys.stderr)
+    return EXIT_FAILED
+
+
 def run_command(
     parser: argparse.ArgumentParser,
     run: Callable[[argparse.Namespace], int | None],

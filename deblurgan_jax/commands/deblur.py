@@ -277,10 +277,7 @@ def _deblur(args: argparse.Namespace, jobs: list[images.Job], failed: list[str])
         videos_written, video_failures = deblur_videos(deblurrer, video_jobs, args)
         print(f"wrote {videos_written} video(s) to {args.out}")
     failed += image_failures + video_failures
-    if failed:
-        print(f"{len(failed)} input(s) skipped:\n  " + "\n  ".join(failed), file=sys.stderr)
-        return cli.EXIT_FAILED
-    return cli.EXIT_OK
+    return cli.report_skipped(failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

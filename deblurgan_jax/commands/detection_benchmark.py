@@ -613,10 +613,7 @@ def _run(args: argparse.Namespace) -> int:
         f"wrote {', '.join(REPORT_FILES)}{' and pictures/' if args.save_images else ''} to "
         f"{args.out}"
     )
-    if failed:
-        print(f"{len(failed)} input(s) skipped:\n  " + "\n  ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+    return cli.report_skipped(failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

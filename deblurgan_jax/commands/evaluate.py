@@ -245,10 +245,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {os.path.join(args.out, 'metrics.csv')} and summary.json"
         + (" and index.html" if entries else "")
     )
-    if skipped:
-        print(f"{len(skipped)} input(s) skipped:\n  " + "\n  ".join(skipped), file=sys.stderr)
-        return cli.EXIT_FAILED
-    return cli.EXIT_OK
+    return cli.report_skipped(skipped)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
