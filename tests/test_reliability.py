@@ -1293,6 +1293,13 @@ def test_odd_modes_read_as_pillow_converts_them(tmp_path):
 # Interruptions of train.py.
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Children of a shell's background job (`pytest ... &`, nohup) start with SIGINT ignored,
+    and Python then keeps it ignored; reset it, so Ctrl-C tests do not depend on how the suite
+    was launched."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -1309,6 +1316,7 @@ def _start(workdir: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
 
 
@@ -1729,6 +1737,7 @@ def test_ctrl_c_during_from_video_exits_130_without_a_traceback(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
