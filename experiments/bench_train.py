@@ -5,6 +5,11 @@ the same machine. Prints one JSON object.
 
   python experiments/bench_train.py [--batch-sizes 1,8] [--repeats 2] [--dtypes float32]
       [--remat none,blocks,full] [--skip-torch]
+  python experiments/bench_train.py --recipe real_cpu --batch-sizes 4 --size 128 --repeats 8
+
+`--recipe NAME` times the step of configs/NAME.py instead (its networks, n_critic, losses
+incl. pixel L1, learning rate, EMA), against the same iteration in PyTorch: the shipped model's
+recipe is `real_cpu` (batch 4, 128x128 crops).
 
 On a GPU machine pass `--dtypes float32,bfloat16 --skip-torch` for iterations/s per dtype.
 Each measurement (framework, batch, dtype, remat) runs in a fresh subprocess: ru_maxrss only
@@ -52,19 +57,27 @@ def step_peak_rss_mib():
     return None
 
 
-def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
+def recipe_config(recipe):
+    """configs/<recipe>.py's config, or the paper's (configs/default.py) for 'paper'."""
+    import importlib
+
+    sys.path.insert(0, ROOT)
+    config = importlib.import_module(f"configs.{'default' if recipe == 'paper' else recipe}")
+    config = config.get_config()
+    config.loss.vgg_arch = "vgg16"  # same layers as VGG19 up to conv3_3; weights ship offline
+    return config
+
+
+def time_jax(batch, size, repeats, dtype, remat="none", params_out=None, recipe="paper"):
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    sys.path.insert(0, ROOT)
-    from configs import default
     from deblurgan_jax.training import train
 
-    config = default.get_config()
+    config = recipe_config(recipe)
     config.batch_size = batch
     config.crop_size = size
-    config.loss.vgg_arch = "vgg16"  # same layers as VGG19 up to conv3_3; weights ship offline
     config.compute_dtype = dtype
     config.remat = remat
     feature_params, preprocess = train.load_feature_params(config)
@@ -111,24 +124,30 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None):
     return out
 
 
-def time_torch(batch, size, repeats):
+def time_torch(batch, size, repeats, recipe="paper"):
     import torch
 
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import torch_reference as ref
 
-    g, d = ref.ResnetGenerator(), ref.NLayerDiscriminator()
+    config = recipe_config(recipe)
+    m, lr = config.model, config.learning_rate
+    g = ref.ResnetGenerator(ngf=m.ngf, n_blocks=m.n_blocks)
+    d = ref.NLayerDiscriminator(ndf=m.ndf, n_layers=m.n_layers)
     vgg = ref.VGGTrunk().eval()
     for p in vgg.parameters():
         p.requires_grad_(False)
-    opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(config.b1, config.b2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(config.b1, config.b2))
+    pixel_l1 = config.loss.get("pixel_l1_weight", 0.0)
+    ema_decay = config.get("ema_decay", 0.0)
+    ema = [p.detach().clone() for p in g.parameters()] if ema_decay else []
     blurred = torch.rand(batch, 3, size, size) * 2 - 1
     sharp = torch.rand(batch, 3, size, size) * 2 - 1
 
     def iteration():
         fake = g(blurred)  # one forward, reused by the critic updates (as the original code)
-        for _ in range(5):
+        for _ in range(config.n_critic):
             opt_d.zero_grad()
             f = fake.detach()
             alpha = torch.rand(batch, 1, 1, 1)
@@ -141,8 +160,13 @@ def time_torch(batch, size, repeats):
             opt_d.step()
         opt_g.zero_grad()
         loss_g = -d(fake).mean() + 100 * torch.mean((vgg(fake) - vgg(sharp)) ** 2)
+        if pixel_l1:
+            loss_g = loss_g + pixel_l1 * torch.mean(torch.abs(fake - sharp))
         loss_g.backward()
         opt_g.step()
+        with torch.no_grad():
+            for e, p in zip(ema, g.parameters()):
+                e.mul_(ema_decay).add_(p, alpha=1 - ema_decay)
 
     reset = reset_peak_rss()
     iteration()  # warm-up
@@ -169,6 +193,12 @@ def main():
         help="config.remat settings of the JAX step, comma-separated (none, blocks, full)",
     )
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        help="'paper' (configs/default.py: 5 critic updates, full-size networks) or a config "
+        "name under configs/ (e.g. real_cpu): its networks, n_critic, losses and EMA",
+    )
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -181,16 +211,19 @@ def main():
                 dtype,
                 remat,
                 params_out if params_out != "-" else None,
+                args.recipe,
             )
         else:
-            out = time_torch(int(batch), args.size, args.repeats)
+            out = time_torch(int(batch), args.size, args.repeats, args.recipe)
         out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
         return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     results = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "iteration": "5 critic (WGAN-GP) + 1 generator (adversarial + 100 x VGG conv3_3)",
+        "recipe": args.recipe,
+        "iteration": "n_critic critic (WGAN-GP) + 1 generator (adversarial + 100 x VGG conv3_3"
+        " [+ pixel L1]) [+ EMA]; n_critic 5, full-size networks for the paper",
         "size": args.size,
         "batches": {},
     }
@@ -211,6 +244,8 @@ def main():
                 str(args.size),
                 "--repeats",
                 str(args.repeats),
+                "--recipe",
+                args.recipe,
                 "--child",
                 fw,
                 str(batch),

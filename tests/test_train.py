@@ -1,6 +1,7 @@
 """Training: determinism, exact resume, a SIGKILL during an async save, non-finite losses, and
 that the model can learn (tiny networks, CPU)."""
 
+import functools
 import os
 import shutil
 import signal
@@ -12,13 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from configs import tiny
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.data import pipeline
-from deblurgan_jax.networks import inference
+from deblurgan_jax.networks import inference, models
 from deblurgan_jax.evaluation import metrics
-from deblurgan_jax.training import train
+from deblurgan_jax.training import parallel, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,6 +82,24 @@ def test_resume_from_checkpoint_is_exact(straight_run, second_run, tmp_path, cap
     assert "resumed from step 4" in capsys.readouterr().out
     assert int(state.step) == 6
     _assert_same(_params(state), want)
+
+
+def test_fresh_and_resumed_runs_share_one_compiled_step(straight_run):
+    """A restored checkpoint's arrays are committed to the device, and a fresh state is placed
+    the same way: both lower to one program, so a resumed run finds its step compiled (in
+    memory, and across processes in the persistent cache) instead of compiling it again."""
+    workdir, _ = straight_run
+    config = tiny.get_config()
+    networks = train.create_networks(config)
+    plan = parallel.create(config)
+    fresh = plan.place_single_copy(train.create_train_state(config, networks))
+    manager = checkpoints.checkpoint_manager(workdir, config.max_to_keep)
+    restored = checkpoints.restore_checkpoint(manager, fresh)
+    manager.close()
+    assert int(restored.step) == 6
+    step = plan.compile_step(functools.partial(train.train_step, networks=networks, config=config))
+    batch = {k: np.zeros((2, 32, 32, 3), np.float32) for k in ("blurred", "sharp")}
+    assert step.lower(fresh, batch, None).as_text() == step.lower(restored, batch, None).as_text()
 
 
 def test_sigkill_during_async_save_then_restart(straight_run, tmp_path):
@@ -187,6 +207,54 @@ def test_tiny_model_learns_a_fixed_batch():
     psnr_after = restored_psnr(state.g_params)
     assert last < 0.5 * first, (first, last)
     assert psnr_after > psnr_before + 3.0, (psnr_before, psnr_after)
+
+
+def test_initial_state_draws_the_papers_initialisation():
+    """create_train_state compiles the initialisers as one program: the draws still follow
+    the paper's N(0, 0.02) for every convolution kernel, zeros for the biases, InstanceNorm
+    without parameters, a fresh Adam, the EMA a copy of the generator (not the same buffer)."""
+    config = tiny.get_config()
+    config.ema_decay = 0.9
+    networks = train.create_networks(config)
+    state = train.create_train_state(config, networks)
+    assert int(state.step) == 0
+    kernels = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path((state.g_params, state.d_params)):
+        name = jax.tree_util.keystr(path)
+        leaf = np.asarray(leaf)
+        if name.endswith("['kernel']"):
+            kernels.append(leaf.ravel())
+        else:
+            assert name.endswith("['bias']") and not leaf.any(), name
+    kernels = np.concatenate(kernels)
+    assert kernels.size > 10_000
+    # Sample mean and std of n normal draws: within 5 standard errors of 0 and 0.02.
+    assert abs(kernels.mean()) < 5 * 0.02 / np.sqrt(kernels.size)
+    assert abs(kernels.std() - 0.02) < 5 * 0.02 / np.sqrt(2 * kernels.size)
+    for opt_state in (state.g_opt_state, state.d_opt_state):
+        assert int(opt_state.inner_state[0].count) == 0
+        moments = jax.tree_util.tree_leaves(opt_state.inner_state[0][1:])  # mu, nu
+        assert moments and not any(np.asarray(x).any() for x in moments)
+    for ema, g in zip(
+        jax.tree_util.tree_leaves(state.ema_params), jax.tree_util.tree_leaves(state.g_params)
+    ):
+        np.testing.assert_array_equal(ema, g)
+        assert ema.unsafe_buffer_pointer() != g.unsafe_buffer_pointer()
+    # One draw op by op, and compiled: the same bits as flax's N(0, 0.02) initializer (without
+    # the barrier in models.CONV_INIT, XLA folds the constants and a quarter move by one ulp).
+    key, shape = jax.random.key(3), (3, 3, 32, 32)
+    op_by_op = nn.initializers.normal(stddev=0.02)(key, shape)
+    np.testing.assert_array_equal(models.CONV_INIT(key, shape), op_by_op)
+    np.testing.assert_array_equal(jax.jit(models.CONV_INIT, static_argnums=1)(key, shape), op_by_op)
+    # The same seed draws the same state; another seed draws another.
+    again = train.create_train_state(config, networks)
+    for a, b in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    config.seed = 1
+    other = train.create_train_state(config, networks)
+    assert not np.array_equal(
+        jax.tree_util.tree_leaves(other.g_params)[0], jax.tree_util.tree_leaves(state.g_params)[0]
+    )
 
 
 def test_pixel_l1_term_joins_the_generator_loss():

@@ -30,9 +30,17 @@ from deblurgan_jax.networks import conv_ops
 
 Dtype = Any
 
+
 # The original code initialises every conv weight from N(0, 0.02) (networks.weights_init) and
 # biases at 0. This matters for ResOut: the generator starts close to the identity.
-CONV_INIT = nn.initializers.normal(stddev=0.02)
+def CONV_INIT(key: jax.Array, shape: Any, dtype: Any = jnp.float32) -> jnp.ndarray:
+    """`nn.initializers.normal(0.02)` with the draw and the scaling rounded separately also
+    when the whole initialisation is one compiled program (`train.create_train_state`): XLA
+    would otherwise fold sqrt(2) * 0.02 into one constant, moving values by one ulp, and the
+    same seed would no longer give the same weights as an op-by-op initialisation."""
+    draw = jax.lax.optimization_barrier(jax.random.normal(key, shape, dtype))
+    return draw * jnp.array(0.02, dtype)
+
 
 # Rematerialisation (`jax.checkpoint`, flax's `nn.remat`) of the training networks, chosen once
 # when they are built (the `remat` attribute): 'none'; 'blocks' (each generator ResBlock, each

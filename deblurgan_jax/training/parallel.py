@@ -107,9 +107,13 @@ class DataParallel:
     # ---------------------------------------------------------------------------------- state
 
     def place_single_copy(self, tree: Any) -> Any:
-        """Host values -> the checkpoint layout (every process passes the same values)."""
+        """Host values -> the checkpoint layout (every process passes the same values).
+
+        'single' commits the arrays to the device, as a restored checkpoint's are: the step's
+        compiled program depends on its inputs' placement, so a fresh and a resumed run then
+        share one compilation (in memory and in the persistent cache)."""
         if self.driver == "single":
-            return tree
+            return jax.device_put(tree, self.devices[0])
         sharding = NamedSharding(self.mesh, P())
 
         def place(x):

@@ -229,14 +229,17 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     )
 
 
-def create_train_state(config: ml_collections.ConfigDict, networks: Networks) -> TrainState:
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def _initial_fields(config: ml_collections.ConfigDict, networks: Networks) -> dict[str, Any]:
     root = jax.random.key(config.seed)
     k_g, k_d = jax.random.split(jax.random.fold_in(root, -1 & 0x7FFFFFFF))
     dummy = jnp.zeros((1, 32, 32, 3), jnp.float32)
     g_params = networks.generator.init(k_g, dummy)["params"]
     d_params = networks.critic.init(k_d, dummy)["params"]
     tx = make_optimizer(config)
-    fields = dict(
+    return dict(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
         d_params=d_params,
@@ -244,6 +247,15 @@ def create_train_state(config: ml_collections.ConfigDict, networks: Networks) ->
         d_opt_state=tx.init(d_params),
         rng=jax.random.key_data(root),
     )
+
+
+def create_train_state(config: ml_collections.ConfigDict, networks: Networks) -> TrainState:
+    # One program, compiled at XLA's optimisation level 1: op by op, each of the ~100
+    # initialisers and optimizer zeros compiles on its own, and at the default level the
+    # threefry draws of one program take several times longer to compile (it runs once).
+    init = jax.jit(functools.partial(_initial_fields, config, networks))
+    fields = init.lower().compile(compiler_options=INIT_COMPILER_OPTIONS)()
+    g_params = fields["g_params"]
     if config.get("ema_decay", 0.0) > 0:
         # The average starts at the initial weights (a copy: the step donates both buffers).
         ema = jax.tree_util.tree_map(lambda p: jnp.array(p, jnp.float32, copy=True), g_params)
