@@ -73,9 +73,9 @@ def time_jax(batch, size, repeats, dtype, remat="none", params_out=None, recipe=
     import jax.numpy as jnp
     import numpy as np
 
+    config = recipe_config(recipe)  # puts the project root on sys.path
     from deblurgan_jax.training import train
 
-    config = recipe_config(recipe)
     config.batch_size = batch
     config.crop_size = size
     config.compute_dtype = dtype
