@@ -29,7 +29,10 @@ def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
         JAX_PLATFORMS="cpu",
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        XLA_FLAGS=(
+            f"{os.environ.get('XLA_FLAGS', '')} "  # conftest's optimisation level
+            f"--xla_force_host_platform_device_count={num_devices}"
+        ).strip(),
         # The workers compile the same initialisers and eager ops: share them (this
         # session's own cache, so nothing stale).
         JAX_COMPILATION_CACHE_DIR=cache_dir,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from compile_levels import compile_at_default_level
 from flax import linen as nn
 
 from configs import tiny
@@ -190,7 +191,8 @@ def test_tiny_model_learns_a_fixed_batch():
     batch = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
     networks = train.create_networks(config)
     state = train.create_train_state(config, networks)
-    step = train.make_train_step(config, networks)
+    # Run 150 times: compiled at XLA's default level (the suite's is 0, see conftest.py).
+    step = compile_at_default_level(train.make_train_step(config, networks), state, batch, None)
     restore = inference.make_restore_fn(networks.generator)
     sharp8 = metrics.to_uint8_range(batch["sharp"])
 
