@@ -201,6 +201,10 @@ def main():
     )
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.recipe != "paper" and not os.path.isfile(
+        os.path.join(ROOT, "configs", f"{args.recipe}.py")
+    ):
+        p.error(f"--recipe {args.recipe!r}: no configs/{args.recipe}.py (or 'paper')")
     if args.child:
         fw, batch, dtype, remat, params_out = args.child
         if fw == "jax":

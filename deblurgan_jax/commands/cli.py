@@ -168,6 +168,16 @@ def add_generator_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_output_folder_flags(p: argparse.ArgumentParser) -> None:
+    """--out (a folder the command creates) and --overwrite (evaluate, detection_benchmark)."""
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (created; refused if not empty unless --overwrite)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+
+
 def add_inference_flags(p: argparse.ArgumentParser, default_tile: int) -> None:
     """Tiling and test-time dropout (evaluate, deblur)."""
     p.add_argument(

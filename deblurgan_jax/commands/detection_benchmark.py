@@ -61,7 +61,7 @@ from deblurgan_jax.commands import cli
 from deblurgan_jax.networks import inference, models
 from deblurgan_jax.evaluation import metrics
 from deblurgan_jax.blurring import motion_blur
-from deblurgan_jax.data import demo_data
+from deblurgan_jax.data import demo_data, sources
 from deblurgan_jax.evaluation import detection
 from deblurgan_jax.utils import files, images
 from deblurgan_jax.commands.cli import CommandError
@@ -412,19 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
         "interface.",
     )
     cli.add_generator_flags(p)
-    p.add_argument(
-        "--out",
-        required=True,
-        help="output folder (created; refused if not empty unless --overwrite)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    cli.add_output_folder_flags(p)
     p.add_argument(
         "--data",
         help="test set of (blurred, sharp) pairs (default: build the people set under OUT/data)",
     )
     p.add_argument(
         "--layout",
-        choices=("gopro", "paired", "ab"),
+        choices=sources.REAL_SOURCES,
         default="gopro",
         help="layout of --data, as in evaluate (default gopro; a built set is gopro)",
     )

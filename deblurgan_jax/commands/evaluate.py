@@ -21,6 +21,7 @@ from deblurgan_jax.commands import cli
 from deblurgan_jax.weights import checkpoints
 from deblurgan_jax.evaluation import scoring, metrics, report
 from deblurgan_jax.networks import inference, models
+from deblurgan_jax.data import sources
 from deblurgan_jax.utils import files, images
 
 
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--layout",
-        choices=("gopro", "paired", "ab"),
+        choices=sources.REAL_SOURCES,
         default="gopro",
         help="layout of --data: gopro = ROOT/test/<seq>/{blur,sharp}/*.png; paired = "
         "ROOT[/test]/A (blurred), B (sharp); ab = side by side (default gopro)",
@@ -95,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="evaluate at full size (1, the paper's GoPro numbers) or halved (2)",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        help="output folder (created; refused if not empty unless --overwrite)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    cli.add_output_folder_flags(p)
     p.add_argument(
         "--save-images",
         action="store_true",
