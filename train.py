@@ -62,6 +62,14 @@ def main(argv):
         detail = " ".join(line.strip() for line in first[-2:]) if first else type(e).__name__
         print(f"error: --config {FLAGS['config'].config_filename}: {detail}", file=sys.stderr)
         return cli.EXIT_USAGE
+    # A bad value is refused before the training modules load TensorFlow: the same check
+    # train_and_evaluate makes, answered in about a second instead of after the imports.
+    from deblurgan_jax import config as config_lib
+
+    try:
+        config_lib.validate(config)
+    except config_lib.ConfigError as e:
+        return cli.report_error(e)
     from deblurgan_jax.training import train as train_lib
 
     cli.quiet_absl()
