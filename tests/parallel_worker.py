@@ -75,11 +75,10 @@ def equivalence() -> tuple[dict, dict]:
         networks = train.create_networks(config)
         host_state = jax.device_get(train.create_train_state(config, networks))
         per_step = config.batch_size * (config.n_critic if fresh else 1)
-        batches = iter(
-            pipeline.create_train_dataset(
-                config.data, batch_size=per_step, crop_size=config.crop_size, seed=0
-            )
+        dataset = pipeline.create_train_dataset(
+            config.data, batch_size=per_step, crop_size=config.crop_size, seed=0
         )
+        batches = iter(dataset)
         rng = np.random.default_rng(0)
         steps = []
         for _ in range(2):
@@ -91,6 +90,9 @@ def equivalence() -> tuple[dict, dict]:
                 }
             alpha = rng.uniform(size=(config.n_critic, config.batch_size)).astype(np.float32)
             steps.append((batch, alpha))
+        # Closed now, not whenever it is garbage-collected: a tf.data iterator left idle can take
+        # seconds to close (its autotuning thread sleeps ever longer between rounds).
+        dataset.close()
 
         single = train.make_train_step(config, networks)
         state = jax.device_put(host_state, jax.devices()[0])

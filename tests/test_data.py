@@ -91,12 +91,13 @@ def _config(source, folders, **overrides):
 def _batches(config, n, batch_size=BATCH, seed=0, **kwargs):
     kwargs.setdefault("process_index", 0)
     kwargs.setdefault("process_count", 1)
-    iterator = iter(
-        pipeline.create_train_dataset(
-            config, batch_size=batch_size, crop_size=CROP, seed=seed, **kwargs
-        )
+    dataset = pipeline.create_train_dataset(
+        config, batch_size=batch_size, crop_size=CROP, seed=seed, **kwargs
     )
-    return [next(iterator) for _ in range(n)]
+    iterator = iter(dataset)
+    batches = [next(iterator) for _ in range(n)]
+    dataset.close()  # now, not when garbage-collected (an idle iterator can take seconds)
+    return batches
 
 
 def _stack(batches, key):

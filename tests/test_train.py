@@ -194,6 +194,7 @@ def test_tiny_model_learns_a_fixed_batch():
         config.data, batch_size=config.batch_size, crop_size=config.crop_size, seed=0
     )
     batch = {k: jnp.asarray(v) for k, v in next(iter(batches)).items()}
+    batches.close()
     networks = train.create_networks(config)
     state = train.create_train_state(config, networks)
     # Run 150 times: compiled at XLA's default level (the suite's is 0, see conftest.py).
