@@ -44,6 +44,14 @@ os.makedirs(os.environ["JAX_COMPILATION_CACHE_DIR"], exist_ok=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
+# The README's test command installs with `pip --no-compile`: pip would otherwise spend about
+# half its time compiling every module of TensorFlow, PyTorch and the rest to bytecode, most of
+# which the suite never imports. Instead the suite's processes write the bytecode of what they
+# import, once, even where the environment sets PYTHONDONTWRITEBYTECODE (subprocesses inherit
+# this). The files land in the virtual environment and in __pycache__ folders git ignores.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
