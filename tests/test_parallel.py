@@ -30,7 +30,7 @@ def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
         XLA_FLAGS=(
-            f"{os.environ.get('XLA_FLAGS', '')} "  # conftest's optimisation level
+            f"{os.environ.get('XLA_FLAGS', '')} "  # conftest's compile flags
             f"--xla_force_host_platform_device_count={num_devices}"
         ).strip(),
         # The workers compile the same initialisers and eager ops: share them (this
