@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from compile_levels import compile_at_default_level
+from compile_levels import compile_to_run_many
 
 from configs import tiny
 from deblurgan_jax.weights import checkpoints
@@ -152,6 +152,36 @@ def test_keep_remat_barriers_only_before_jax_starts(monkeypatch):
     assert train.keep_remat_barriers(_tiny(remat="blocks"))
 
 
+# ------------------------------------------------------------------------- critic updates
+
+
+def test_unrolled_critic_updates_equal_the_loop(batch, monkeypatch):
+    """On CPU, with XLA's convolutions, the step unrolls its critic updates (inside a loop
+    XLA:CPU would run their input-gradient convolutions as plain loops): the same numbers as
+    the loop, and the loop is really gone from the program (the test can fail)."""
+    overrides = {"n_critic": 2, "model.conv_impl": "xla"}  # test_bfloat16_step_tracks_float32's
+    assert train.unrolls_critic_updates("xla") and not train.unrolls_critic_updates("cpu_fast")
+    _, unrolled, unrolled_metrics = one_step(batch, **overrides)
+    config = _tiny(**overrides)
+    networks = train.create_networks(config)
+
+    def loops(state):  # the step's while loops (JAX's random bits bring their own)
+        text = train.make_train_step(config, networks).lower(state, batch, None).as_text()
+        return text.count("stablehlo.while")
+
+    unrolled_loops = loops(train.create_train_state(config, networks))
+    monkeypatch.setattr(train, "unrolls_critic_updates", lambda conv_impl: False)
+    state = train.create_train_state(config, networks)
+    assert loops(state) == unrolled_loops + 1
+    looped, looped_metrics = train.make_train_step(config, networks)(state, batch, None)
+    for a, b in zip(
+        _leaves((unrolled.g_params, unrolled.d_params)), _leaves((looped.g_params, looped.d_params))
+    ):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    for k, v in looped_metrics.items():
+        np.testing.assert_allclose(unrolled_metrics[k], float(v), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 # ------------------------------------------------------------------------------------ EMA
 
 
@@ -285,8 +315,8 @@ def test_bfloat16_training_still_learns():
     networks = train.create_networks(config)
     assert networks.generator.conv_impl == "xla"  # 'auto' in bfloat16
     state = train.create_train_state(config, networks)
-    # Run 150 times: compiled at XLA's default level (the suite's is 0, see conftest.py).
-    step = compile_at_default_level(train.make_train_step(config, networks), state, fixed, None)
+    # Run 150 times: compiled at level 1 (the suite's is 0, see compile_levels.py).
+    step = compile_to_run_many(train.make_train_step(config, networks), state, fixed, None)
     restore = inference.make_restore_fn(networks.generator)
     sharp8 = metrics.to_uint8_range(fixed["sharp"])
 

@@ -360,7 +360,11 @@ def train_step(
     _, _, aux0 = jax.eval_shape(lambda: critic_update(0, (state.d_params, d_opt_state, None)))
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux0)
     d_params, d_opt_state, d_metrics = jax.lax.fori_loop(
-        0, n_critic, critic_update, (state.d_params, d_opt_state, zeros)
+        0,
+        n_critic,
+        critic_update,
+        (state.d_params, d_opt_state, zeros),
+        unroll=unrolls_critic_updates(d.conv_impl),
     )
 
     def g_loss_fn(restored):
@@ -407,6 +411,18 @@ def train_step(
             ema_params=update_ema(state.ema_params, g_params, config.ema_decay)
         )
     return new_state, metrics
+
+
+def unrolls_critic_updates(conv_impl: str) -> bool:
+    """Whether the step unrolls its `n_critic` critic updates instead of looping over them.
+
+    Inside a loop, XLA:CPU leaves the input-gradient convolutions of XLA's own convolutions
+    ('xla') in a kernel layout its Eigen convolutions do not take and runs them as plain loops;
+    unrolled, it rewrites them for Eigen (README, "Measured design choices"). 'cpu_fast' forms
+    those gradients itself (unrolling would only lengthen its compile), and other backends keep
+    the loop, which compiles once for all the updates.
+    """
+    return conv_impl == "xla" and jax.default_backend() == "cpu"
 
 
 def make_train_step(
