@@ -42,9 +42,9 @@ os.environ.setdefault(
 )
 os.makedirs(os.environ["JAX_COMPILATION_CACHE_DIR"], exist_ok=True)
 # Programs that compile in under 0.1 s (thousands of op-by-op calls) are not written to the
-# cache: writing one costs about as much as compiling it again, and for a set of compile-heavy
-# test modules skipping them measured 166-174 -> 154 CPU-s; train steps, initialisers and
-# forward passes (0.1 s and more) are still shared between tests and subprocesses.
+# cache: writing one costs about as much as compiling it again (README, "Measured design
+# choices"); train steps, initialisers and forward passes (0.1 s and more) are still shared
+# between tests and subprocesses.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 

@@ -31,8 +31,7 @@ def _env(num_devices: int, cache_dir: str) -> dict[str, str]:
         CUDA_VISIBLE_DEVICES="",
         # conftest's compile flags, N fake devices, and single-threaded convolutions: the fake
         # devices already run side by side on the 2 cores, and Eigen's own threads on top of
-        # them only wait on each other (the 8-device worker beside a busy core: 75.6 -> 60 and
-        # 69.8 -> 64.5 CPU-s in two paired runs).
+        # them only wait on each other (README, "Measured design choices").
         XLA_FLAGS=(
             f"{os.environ.get('XLA_FLAGS', '')} "
             f"--xla_force_host_platform_device_count={num_devices} "
