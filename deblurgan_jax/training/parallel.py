@@ -126,32 +126,43 @@ class DataParallel:
         """Checkpoint layout -> the driver's layout (a copy per local device for 'pmap')."""
         if self.driver != "pmap":
             return tree
-        sharding = NamedSharding(Mesh(np.array(self.local_devices), (AXIS,)), P(AXIS))
-
-        def stack(x):
-            by_device = {s.device: s.data for s in x.addressable_shards}
-            shards = [by_device[d][None] for d in self.local_devices]
-            return jax.make_array_from_single_device_arrays(
-                (len(shards),) + x.shape, sharding, shards
-            )
-
-        return jax.tree_util.tree_map(stack, tree)
+        return self._stack(self._host_copy(tree))
 
     def to_single_copy(self, tree: Any) -> Any:
         """The driver's layout -> the checkpoint layout (what Orbax saves)."""
         if self.driver != "pmap":
             return tree
-        sharding = NamedSharding(self.mesh, P())
-
-        def unstack(x):
-            shards = [s.data.reshape(x.shape[1:]) for s in x.addressable_shards]
-            return jax.make_array_from_single_device_arrays(x.shape[1:], sharding, shards)
-
-        return jax.tree_util.tree_map(unstack, tree)
+        return self.place_single_copy(
+            jax.tree_util.tree_map(lambda host: host[0], self._host_copy(tree))
+        )
 
     def replicate(self, tree: Any) -> Any:
         """Host values -> the driver's layout (e.g. the frozen VGG params)."""
-        return self.from_single_copy(self.place_single_copy(tree))
+        if self.driver != "pmap":
+            return self.place_single_copy(tree)
+        return self._stack(jax.tree_util.tree_map(np.asarray, tree))
+
+    # 'pmap' layout changes go through host memory: indexing or reshaping each device's copy
+    # on device would compile one small program per device and leaf shape at every start.
+
+    def _stack(self, host_tree: Any) -> Any:
+        """NumPy leaves -> one copy per local device, stacked along a leading device axis."""
+        sharding = NamedSharding(Mesh(np.array(self.local_devices), (AXIS,)), P(AXIS))
+        stacked = (len(self.local_devices),)
+        return jax.tree_util.tree_map(
+            lambda host: jax.make_array_from_callback(
+                stacked + host.shape, sharding, lambda index: host[None]
+            ),
+            host_tree,
+        )
+
+    @staticmethod
+    def _host_copy(tree: Any) -> Any:
+        """A NumPy copy of this process's first copy of each leaf: a copy, not a view of a
+        device buffer, which the next step may take over (the state is donated)."""
+        return jax.tree_util.tree_map(
+            lambda x: np.array(min(x.addressable_shards, key=lambda s: s.device.id).data), tree
+        )
 
     def local_copy(self, tree: Any) -> Any:
         """One copy on this process's first device, from any layout (evaluation, logging)."""
